@@ -1,0 +1,78 @@
+"""Pytrees passed between agents, environments and update rules.
+
+Time convention (one for the whole project, checked at module boundaries):
+  * `Rollout.observations` and agent outputs on a rollout have T+1 steps: index t is the
+    observation s_t *before* action a_t; index T is the bootstrap observation after the last step.
+  * `actions`, `rewards`, `terminated`, `truncated` have T steps: index t describes the transition
+    s_t --a_t--> s_{t+1} with reward r_t. If `terminated[t] | truncated[t]`, `observations[t+1]`
+    is already the first observation of the next episode (environments auto-reset).
+Shapes are written [T, B, ...] for a batch of B environments of one lifetime.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+
+
+@flax.struct.dataclass
+class AgentOutput:
+    """What an agent network outputs per observation.
+
+    logits: [..., A] policy logits (invalid actions already masked to a large negative value).
+    y: [..., m] logits of the prediction vector y (LPG applies softmax).
+    value: [...] state-value estimate (A2C's critic, LPG-V, Eq. 7's baseline).
+    """
+
+    logits: jax.Array
+    y: jax.Array
+    value: jax.Array
+
+
+@flax.struct.dataclass
+class Rollout:
+    """T steps of experience from B environments (time convention in the module docstring)."""
+
+    observations: Any  # [T+1, B, ...obs]
+    actions: jax.Array  # [T, B] int32
+    rewards: jax.Array  # [T, B] float32
+    terminated: jax.Array  # [T, B] bool: s_{t+1} is terminal (no bootstrap)
+    truncated: jax.Array  # [T, B] bool: episode cut by its time limit after step t
+    action_mask: jax.Array  # [B, A] bool, valid actions of this lifetime
+    episode_returns: jax.Array  # [T, B] float32: undiscounted return of an episode ending at t, else 0
+
+
+@flax.struct.dataclass
+class HyperParams:
+    """Per-lifetime scalars, traced (so a sweep or the bandit is just data).
+
+    learning_rate: α_lr, the agent optimiser's step size.
+    discount: γ.
+    y_cost: α_y, weight of the KL(y‖ŷ) term in LPG's agent update (Eq. 2).
+    entropy_cost: policy-entropy bonus (A2C) / β0 of the meta-objective (Eq. 4).
+    value_cost: weight of the value loss (A2C, LPG-V, Eq. 7 baseline).
+    td_lambda: λ of the λ-returns.
+    """
+
+    learning_rate: jax.Array
+    discount: jax.Array
+    y_cost: jax.Array
+    entropy_cost: jax.Array
+    value_cost: jax.Array
+    td_lambda: jax.Array
+
+
+@flax.struct.dataclass
+class RuleOutput:
+    """What an update rule produces from a rollout; the agent loss turns it into a gradient.
+
+    pi_hat: [T, B] the policy target (LPG's π̂; A2C's advantage): weight of ∇ log π(a_t|s_t).
+    y_hat: [T, B, m] LPG's target for y (None for rules without y).
+    value_target: [T, B] regression target for the agent's value head (None if unused).
+    """
+
+    pi_hat: jax.Array
+    y_hat: Any = None
+    value_target: Any = None
