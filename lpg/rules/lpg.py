@@ -1,0 +1,172 @@
+"""Learned Policy Gradient: the meta-learned update rule of Oh et al. 2020 (SPEC §1).
+
+The rule never sees observations or the action space. Per step t it reads (appendix B.1)
+
+    x_t = [r_t, d_t, γ, π(a_t|s_t), φ(y(s_t)), φ(y(s_{t+1}))],
+
+with φ one shared Dense(16)-ReLU-Dense(1) embedding of the agent's prediction vectors. An LSTM
+runs *backward* in time over the T steps; its carry is reset at episode boundaries so nothing
+flows across episodes. Heads on the LSTM output give π̂_t ∈ R and ŷ_t = softmax(Dense(m)) ∈ Δ^m.
+
+The agent update is Eq. 2 (π̂, ŷ constant w.r.t. θ, functions of η):
+
+    L(θ) = E_t[ −log π_θ(a_t|s_t) π̂_t + α_y KL(y_θ(s_t) ‖ ŷ_t) ]
+
+or, with the meta-test baseline of Eq. 7 (`use_baseline=True`, f_θ = the agent's value head):
+
+    L(θ) = E_t[ −log π_θ(a_t|s_t) (π̂_t − f_θ(s_t)) + α_y KL(y_θ(s_t) ‖ ŷ_t) + ½ (f_θ(s_t) − π̂_t)² ].
+
+Episode boundaries. d_t is 1 when transition t ends an episode, whether by termination or by the
+time limit: after either, s_{t+1} is the next episode's first observation (auto-reset), so
+φ(y(s_{t+1})) must not be used and the backward carry from t+1 must not reach t. Both flags are
+kept apart in `Rollout`; the rule deliberately treats them alike (BUILD_NOTES.md, decisions).
+
+Ablations of Fig. 7: `y_softmax=False` makes y ∈ R^m with ‖y − ŷ‖² instead of KL; the regulariser
+switches live in the meta-objective (lpg/meta/objective.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from lpg import types
+from lpg.rules import base
+
+NUM_INPUTS = 6  # [r, d, γ, π(a|s), φ(y_t), φ(y_{t+1})]
+
+
+class BackwardLSTM(nn.Module):
+    """An LSTM run from t = T−1 down to 0 whose carry is zeroed where `reset_t` is 1.
+
+    One fused matmul per step ([x_t, h] @ W → 4 gates), the shape that dominates meta-training.
+    """
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array, reset: jax.Array) -> jax.Array:
+        """inputs: [T, B, D]; reset: [T, B] in {0, 1}. Returns hidden states [T, B, H]."""
+        num_inputs = inputs.shape[-1]
+        h = self.hidden_size
+        kernel = self.param(
+            "kernel", nn.initializers.lecun_normal(), (num_inputs + h, 4 * h), jnp.float32
+        )
+        bias = self.param("bias", nn.initializers.zeros, (4 * h,), jnp.float32)
+        batch = inputs.shape[1]
+        carry0 = (jnp.zeros((batch, h), inputs.dtype), jnp.zeros((batch, h), inputs.dtype))
+
+        def step(carry, xs):
+            x_t, reset_t = xs
+            keep = (1.0 - reset_t)[:, None]
+            c, hid = carry[0] * keep, carry[1] * keep  # nothing crosses an episode boundary
+            gates = jnp.concatenate([x_t, hid], axis=-1) @ kernel + bias
+            i, f, g, o = jnp.split(gates, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            hid = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (c, hid), hid
+
+        _, hidden = jax.lax.scan(step, carry0, (inputs, reset), reverse=True)
+        return hidden
+
+
+class LPGNetwork(nn.Module):
+    """η: embedding φ, backward LSTM, heads π̂ and ŷ (appendix B.1)."""
+
+    hidden_size: int = 256
+    y_dim: int = 30
+    y_softmax: bool = True
+
+    @nn.compact
+    def __call__(self, rewards, done, discount, pi_a, y_t, y_tp1):
+        """rewards, done, pi_a: [T, B]; discount: scalar or [T, B]; y_t, y_tp1: [T, B, m].
+
+        Returns (pi_hat [T, B], y_hat [T, B, m]).
+        """
+        embed = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(1)], name="phi")
+        phi_t = embed(y_t)[..., 0]
+        phi_tp1 = embed(y_tp1)[..., 0]
+        discount = jnp.broadcast_to(discount, rewards.shape)
+        x = jnp.stack([rewards, done, discount, pi_a, phi_t, phi_tp1], axis=-1)  # [T, B, 6]
+        hidden = BackwardLSTM(self.hidden_size, name="lstm")(x, done)
+        pi_hat = nn.Dense(1, name="pi_hat")(hidden)[..., 0]
+        y_hat = nn.Dense(self.y_dim, name="y_hat")(hidden)
+        if self.y_softmax:
+            y_hat = jax.nn.softmax(y_hat, axis=-1)
+        return pi_hat, y_hat
+
+
+@dataclasses.dataclass(frozen=True)
+class LPG(base.UpdateRule):
+    """The LPG update rule (see module docstring).
+
+    hidden_size: LSTM width (paper: 256).
+    y_dim: m, length of the prediction vector (paper: 30); agents must output y logits of this size.
+    y_softmax: False is the Fig. 7 ablation (y ∈ R^m, squared loss).
+    use_baseline: Eq. 7's action-independent baseline f_θ (the agent's value head), meta-test only.
+    """
+
+    hidden_size: int = 256
+    y_dim: int = 30
+    y_softmax: bool = True
+    use_baseline: bool = False
+
+    def __post_init__(self):
+        for name in ("hidden_size", "y_dim"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LPG.{name} must be a positive integer, got {getattr(self, name)}")
+
+    @property
+    def network(self) -> LPGNetwork:
+        return LPGNetwork(self.hidden_size, self.y_dim, self.y_softmax)
+
+    def init_params(self, key):
+        t, b = 2, 1
+        zeros = jnp.zeros((t, b))
+        y = jnp.zeros((t, b, self.y_dim))
+        return self.network.init(key, zeros, zeros, 0.99, zeros, y, y)
+
+    def agent_y(self, y_logits: jax.Array) -> jax.Array:
+        """The agent's prediction vector from its y head: softmax, or raw for the ablation."""
+        return jax.nn.softmax(y_logits, axis=-1) if self.y_softmax else y_logits
+
+    def targets(self, meta_params, rollout, agent_out, hyper) -> types.RuleOutput:
+        chex.assert_rank(rollout.rewards, 2)
+        num_steps = rollout.rewards.shape[0]
+        chex.assert_axis_dimension(agent_out.logits, 0, num_steps + 1)
+        log_probs = jax.nn.log_softmax(agent_out.logits[:-1], axis=-1)  # [T, B, A]
+        log_pi_a = jnp.take_along_axis(log_probs, rollout.actions[..., None], axis=-1)[..., 0]
+        y = self.agent_y(agent_out.y)  # [T+1, B, m]
+        done = jnp.logical_or(rollout.terminated, rollout.truncated).astype(jnp.float32)
+        pi_hat, y_hat = self.network.apply(
+            meta_params, rollout.rewards, done, hyper.discount, jnp.exp(log_pi_a), y[:-1], y[1:]
+        )
+        return types.RuleOutput(pi_hat=pi_hat, y_hat=y_hat)
+
+    def agent_loss(self, agent_out, rollout, targets, hyper):
+        log_probs = jax.nn.log_softmax(agent_out.logits[:-1], axis=-1)  # [T, B, A]
+        log_pi_a = jnp.take_along_axis(log_probs, rollout.actions[..., None], axis=-1)[..., 0]
+        pi_hat = targets.pi_hat
+        logs = {}
+        if self.use_baseline:
+            baseline = agent_out.value[:-1]
+            policy_loss = -jnp.mean(log_pi_a * (pi_hat - jax.lax.stop_gradient(baseline)))
+            baseline_loss = 0.5 * jnp.mean((baseline - pi_hat) ** 2)
+            logs["baseline_loss"] = baseline_loss
+        else:
+            policy_loss = -jnp.mean(log_pi_a * pi_hat)
+            baseline_loss = 0.0
+        if self.y_softmax:
+            log_y = jax.nn.log_softmax(agent_out.y[:-1], axis=-1)
+            y = jnp.exp(log_y)
+            # KL(y_θ ‖ ŷ) = Σ y (log y − log ŷ); ŷ floored so log stays finite.
+            y_loss = jnp.mean(jnp.sum(y * (log_y - jnp.log(jnp.maximum(targets.y_hat, 1e-8))), -1))
+        else:
+            y_loss = jnp.mean(jnp.sum((agent_out.y[:-1] - targets.y_hat) ** 2, axis=-1))
+        loss = policy_loss + hyper.y_cost * y_loss + baseline_loss
+        logs.update(policy_loss=policy_loss, y_loss=y_loss)
+        return loss, logs

@@ -1,0 +1,132 @@
+"""Tests of the LPG rule network (lpg/rules/lpg.py): shapes, backwardness, episode resets, loss."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lpg import types
+from lpg.rules import lpg as lpg_rule
+
+T, B, M = 6, 3, 5
+
+
+def _rollout(num_actions, key, terminated=None):
+    k1, k2 = jax.random.split(key)
+    if terminated is None:
+        terminated = jnp.zeros((T, B), bool)
+    return types.Rollout(
+        observations=jnp.zeros((T + 1, B), jnp.int32),
+        actions=jax.random.randint(k1, (T, B), 0, num_actions),
+        rewards=jax.random.normal(k2, (T, B)),
+        terminated=terminated,
+        truncated=jnp.zeros((T, B), bool),
+        action_mask=jnp.ones((B, num_actions), bool),
+        episode_returns=jnp.zeros((T, B)),
+    )
+
+
+def _agent_out(num_actions, key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    return types.AgentOutput(
+        logits=jax.random.normal(k1, (T + 1, B, num_actions)),
+        y=jax.random.normal(k2, (T + 1, B, M)),
+        value=jax.random.normal(k3, (T + 1, B)),
+    )
+
+
+HYPER = types.HyperParams(
+    learning_rate=jnp.float32(1.0), discount=jnp.float32(0.99), y_cost=jnp.float32(0.5),
+    entropy_cost=jnp.float32(0.01), value_cost=jnp.float32(0.5), td_lambda=jnp.float32(0.95),
+)
+
+
+@pytest.fixture(scope="module")
+def rule_and_params():
+    rule = lpg_rule.LPG(hidden_size=8, y_dim=M)
+    return rule, rule.init_params(jax.random.key(0))
+
+
+@pytest.mark.parametrize("num_actions", [2, 18])
+def test_output_shapes_and_simplex(rule_and_params, num_actions):
+    """The same η runs for any action count (the rule sees only per-step scalars)."""
+    rule, params = rule_and_params
+    out = rule.targets(params, _rollout(num_actions, jax.random.key(1)),
+                       _agent_out(num_actions, jax.random.key(2)), HYPER)
+    assert out.pi_hat.shape == (T, B)
+    assert out.y_hat.shape == (T, B, M)
+    np.testing.assert_allclose(out.y_hat.sum(-1), 1.0, rtol=1e-5)
+    assert np.all(np.isfinite(out.pi_hat))
+
+
+def _pi_hat_jacobian_wrt_rewards(rule, params, terminated):
+    rollout = _rollout(2, jax.random.key(3), terminated)
+    agent_out = _agent_out(2, jax.random.key(4))
+
+    def pi_hat_of(rewards):
+        return rule.targets(params, rollout.replace(rewards=rewards), agent_out, HYPER).pi_hat[:, 0]
+
+    return np.asarray(jax.jacobian(pi_hat_of)(rollout.rewards)[:, :, 0])  # [T_out, T_in]
+
+
+def test_backward_in_time(rule_and_params):
+    """π̂_t depends on r_s only for s >= t (the LSTM runs backward)."""
+    rule, params = rule_and_params
+    jac = _pi_hat_jacobian_wrt_rewards(rule, params, jnp.zeros((T, B), bool))
+    for t in range(T):
+        for s in range(T):
+            if s < t:
+                assert jac[t, s] == 0.0, (t, s)
+            else:
+                assert jac[t, s] != 0.0, (t, s)
+
+
+def test_terminal_resets_block_information(rule_and_params):
+    """With an episode ending at t0, nothing after t0 reaches π̂ at or before t0."""
+    rule, params = rule_and_params
+    t0 = 2
+    terminated = jnp.zeros((T, B), bool).at[t0].set(True)
+    jac = _pi_hat_jacobian_wrt_rewards(rule, params, terminated)
+    assert np.all(jac[: t0 + 1, t0 + 1:] == 0.0)
+    assert np.all(jac[t0 + 1:, t0 + 1:][np.triu_indices(T - t0 - 1)] != 0.0)
+    assert jac[0, t0] != 0.0  # within the first episode information still flows backward
+
+
+def test_agent_loss_gradient_is_eq2(rule_and_params):
+    """∂L/∂logits equals −π̂ ∇log π(a) / (T·B); ∂L/∂y equals α_y ∇KL(y‖ŷ)/(T·B)."""
+    rule, params = rule_and_params
+    rollout = _rollout(3, jax.random.key(5))
+    agent_out = _agent_out(3, jax.random.key(6))
+    targets = rule.targets(params, rollout, agent_out, HYPER)
+
+    grads = jax.grad(lambda out: rule.agent_loss(out, rollout, targets, HYPER)[0])(agent_out)
+    probs = jax.nn.softmax(agent_out.logits[:-1])
+    onehot = jax.nn.one_hot(rollout.actions, 3)
+    expected_logits = -(onehot - probs) * targets.pi_hat[..., None] / (T * B)
+    np.testing.assert_allclose(grads.logits[:-1], expected_logits, atol=1e-6)
+    np.testing.assert_allclose(grads.logits[-1], 0.0)
+
+    y = jax.nn.softmax(agent_out.y[:-1])
+    kl = lambda y_logits: jnp.sum(
+        jax.nn.softmax(y_logits) * (jax.nn.log_softmax(y_logits) - jnp.log(targets.y_hat)))
+    expected_y = HYPER.y_cost * jax.grad(kl)(agent_out.y[:-1]) / (T * B)
+    np.testing.assert_allclose(grads.y[:-1], expected_y, atol=1e-6)
+    assert np.all(np.isfinite(y))
+
+
+def test_baseline_variant_trains_value_towards_pi_hat():
+    rule = lpg_rule.LPG(hidden_size=8, y_dim=M, use_baseline=True)
+    params = rule.init_params(jax.random.key(0))
+    rollout = _rollout(3, jax.random.key(7))
+    agent_out = _agent_out(3, jax.random.key(8))
+    targets = rule.targets(params, rollout, agent_out, HYPER)
+    grads = jax.grad(lambda out: rule.agent_loss(out, rollout, targets, HYPER)[0])(agent_out)
+    expected = (agent_out.value[:-1] - targets.pi_hat) / (T * B)
+    np.testing.assert_allclose(grads.value[:-1], expected, atol=1e-6)
+
+
+def test_bad_widths_are_refused():
+    with pytest.raises(ValueError, match="hidden_size"):
+        lpg_rule.LPG(hidden_size=0)
+    with pytest.raises(ValueError, match="y_dim"):
+        lpg_rule.LPG(y_dim=-3)
