@@ -1,0 +1,108 @@
+"""LPG meta-training configurations (SPEC §1, Table 2), selected by a preset name:
+
+    python -m launch.train --config experiments/configs/lpg.py:cpu       --workdir runs/cpu
+    python -m launch.train --config experiments/configs/lpg.py:tabular   --workdir runs/tab
+    python -m launch.train --config experiments/configs/lpg.py:grids_chains --workdir runs/gc
+    python -m launch.train --config experiments/configs/lpg.py:paper     --workdir gs://...
+
+Presets:
+  cpu           the default: small enough to show meta-training progress in minutes on 2 CPU cores.
+  tabular       the 5 tabular grid worlds (the paper's Fig. 3 'tabular' training set), sized for a
+                ≤ 3 h CPU run (narrower LSTM, shorter lifetimes, fewer envs per lifetime).
+  grids_chains  5 tabular grids + 4 tabular delayed chains.
+  paper         the paper's scale for accelerators: LSTM-256, m = 30, 960 lifetimes over all 15
+                tasks, 64 envs per lifetime, full lifetimes.
+Any value can be overridden on the command line, e.g. --config.meta.steps=100.
+Configuration only: no jax calls here.
+"""
+
+import ml_collections
+
+TABULAR_GRIDS = ("tabular/dense", "tabular/sparse", "tabular/long_horizon",
+                 "tabular/longer_horizon", "tabular/long_dense")
+TABULAR_CHAINS = ("chain/short", "chain/short_noisy", "chain/long", "chain/long_noisy")
+RANDOM_GRIDS = ("random/dense", "random/long_horizon", "random/small", "random/small_sparse",
+                "random/very_dense")
+ALL_TASKS = TABULAR_GRIDS + RANDOM_GRIDS + TABULAR_CHAINS + ("chain/distractor",)
+PRESETS = ("cpu", "tabular", "grids_chains", "paper")
+
+
+def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
+    if preset not in PRESETS:
+        raise ValueError(f"unknown LPG config preset {preset!r}; allowed: {PRESETS}")
+    c = ml_collections.ConfigDict()
+    c.preset = preset
+    c.seed = 0
+
+    c.rule = ml_collections.ConfigDict()
+    c.rule.hidden_size = 256  # LSTM width
+    c.rule.y_dim = 30  # m
+    c.rule.y_softmax = True  # False: Fig. 7 'no softmax(y)' ablation
+
+    c.objective = ml_collections.ConfigDict()
+    c.objective.y_entropy_cost = 1e-3  # β1
+    c.objective.pi_hat_l2_cost = 1e-3  # β2
+    c.objective.y_hat_l2_cost = 1e-3  # β3
+
+    c.bandit = ml_collections.ConfigDict()
+    c.bandit.enabled = True  # False: Fig. 7 'fixed hyperparameters' ablation
+    c.bandit.temperature = 0.1  # τ
+    c.bandit.bonus = 0.2  # ρ
+    c.bandit.window = 10
+
+    c.meta = ml_collections.ConfigDict()
+    c.meta.tasks = ",".join(ALL_TASKS)  # comma-separated registry names, one population group each
+    c.meta.lifetimes_per_task = 64  # 15 × 64 = 960 (Table 2)
+    c.meta.num_envs = 64  # B per lifetime
+    c.meta.unroll_length = 20  # T
+    c.meta.num_updates = 5  # K
+    c.meta.lifetime_scale = 1.0  # fraction of each task's lifetime (SPEC: 3M/30M/1M/2M steps)
+    c.meta.steps = 100_000  # meta-updates
+    c.meta.learning_rate = 1e-4
+    c.meta.max_grad_norm = 1.0
+    c.meta.entropy_costs = (0.01, 0.02)  # β0 choices per lifetime
+    c.meta.td_lambda = 0.95  # critic of the meta-objective
+    c.meta.entropy_floor = 1e-3  # reset a lifetime at this policy entropy
+    c.meta.remat = True  # jax.checkpoint each of the K inner updates
+    c.meta.agent_grad_clip = 0.0  # 0: no clipping of agent gradients
+
+    c.log_every = 10  # meta-steps between metric rows
+    c.checkpoint_every = 500  # meta-steps between checkpoints (and on SIGTERM/SIGINT/end)
+    c.keep_checkpoints = 3
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.tasks = ",".join(TABULAR_GRIDS)
+    c.eval.seeds = 8
+    c.eval.env_steps = 0  # 0: each task's full lifetime
+    c.eval.num_envs = 64
+    c.eval.learning_rate = 0.0  # 0: the best of the task's grid for both LPG and A2C (see evaluate)
+    c.eval.y_cost = 0.5
+
+    if preset == "cpu":
+        c.rule.hidden_size = 32
+        c.meta.tasks = "tabular/dense,tabular/sparse"
+        c.meta.lifetimes_per_task = 8
+        c.meta.num_envs = 16
+        c.meta.lifetime_scale = 0.05  # 150k-step lifetimes
+        c.meta.steps = 300
+        c.meta.learning_rate = 1e-3
+        c.checkpoint_every = 100
+        c.eval.tasks = "tabular/dense,tabular/sparse"
+        c.eval.seeds = 4
+        c.eval.env_steps = 150_000
+        c.eval.num_envs = 16
+    elif preset == "tabular":
+        c.rule.hidden_size = 64
+        c.meta.tasks = ",".join(TABULAR_GRIDS)
+        c.meta.lifetimes_per_task = 8
+        c.meta.num_envs = 32
+        c.meta.lifetime_scale = 0.1
+        c.meta.steps = 5000
+        c.meta.learning_rate = 5e-4
+        c.eval.env_steps = 300_000
+        c.eval.num_envs = 32
+    elif preset == "grids_chains":
+        c.meta.tasks = ",".join(TABULAR_GRIDS + TABULAR_CHAINS)
+        c.meta.lifetimes_per_task = 64
+        c.eval.tasks = ",".join(TABULAR_GRIDS + TABULAR_CHAINS)
+    return c

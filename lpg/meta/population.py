@@ -1,0 +1,224 @@
+"""Lifetimes of meta-training (LPG Algorithm 1): sampling, bookkeeping and resets.
+
+A *group* is one task (static shapes: its environment and agent network); the population is a
+tuple of groups so that heterogeneous tasks train one rule together (DESIGN.md). A group holds
+L lifetimes, batched along a leading [L] axis, and one hyperparameter bandit (Eq. 6).
+
+Each lifetime samples, when it starts: the task's environment parameters E, fresh agent θ0 and
+critic ψ0, B environments, an arm α = (α_lr, α_y) from the bandit, γ and β0 uniformly from their
+lists (SPEC Table 2). It is reset when
+  * its env-step budget is spent (its final return then feeds the bandit),
+  * the policy entropy reaches zero (appendix B.1 'preventing early divergence'), or
+  * its parameters become non-finite (robustness: one bad lifetime never kills training).
+The first generation gets budgets spread uniformly over (0, budget] so that lifetimes do not all
+end together; their (short) final returns are not given to the bandit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from envs import task as task_lib
+from lpg import agent as agent_lib
+from lpg import types
+from lpg.meta import bandit as bandit_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupSpec:
+    """Static description of one population group.
+
+    task: the registered task. agent: its agent (network + optimiser); critic: the meta-objective's
+    critic (same architecture, value head only used). num_lifetimes: L. num_envs: B.
+    lifetime_steps: env-step budget per lifetime (the task's, or smaller for CPU runs).
+    """
+
+    task: task_lib.Task
+    agent: agent_lib.Agent
+    critic: agent_lib.Agent
+    num_lifetimes: int
+    num_envs: int
+    lifetime_steps: int
+    entropy_costs: tuple[float, ...] = (0.01, 0.02)
+    td_lambda: float = 0.95
+    final_fraction: float = 0.1
+
+    def __post_init__(self):
+        if self.num_lifetimes <= 0 or self.num_envs <= 0:
+            raise ValueError(
+                f"group {self.task.name!r}: num_lifetimes and num_envs must be positive, got "
+                f"{self.num_lifetimes}, {self.num_envs}")
+        if self.lifetime_steps <= 0:
+            raise ValueError(f"group {self.task.name!r}: lifetime_steps must be positive, got {self.lifetime_steps}")
+        if not 0 < self.final_fraction <= 1:
+            raise ValueError(f"final_fraction must be in (0, 1], got {self.final_fraction}")
+
+    @property
+    def arms(self) -> tuple[tuple[float, float], ...]:
+        """The bandit's grid of α = (α_lr, α_y), arm index = i_lr · |α_y grid| + i_y."""
+        return tuple(itertools.product(self.task.learning_rates, self.task.y_costs))
+
+
+@flax.struct.dataclass
+class LifetimeState:
+    """One lifetime (batched [L] inside a group)."""
+
+    agent: agent_lib.AgentState
+    critic: agent_lib.AgentState
+    env_params: object
+    env_carry: agent_lib.EnvCarry
+    hyper: types.HyperParams
+    arm: jax.Array  # int32: bandit arm of α
+    steps: jax.Array  # int32: env steps taken so far
+    budget: jax.Array  # int32: env steps this lifetime may take
+    feeds_bandit: jax.Array  # bool: its final return is recorded at the end
+    final_return_sum: jax.Array  # returns of episodes ended in the last final_fraction of the budget
+    final_return_count: jax.Array
+    recent_return: jax.Array  # exponential moving average of completed-episode returns (logs)
+
+
+@flax.struct.dataclass
+class GroupState:
+    lifetimes: LifetimeState  # leading axis [L]
+    bandit: bandit_lib.BanditState
+
+
+@dataclasses.dataclass(frozen=True)
+class BanditConfig:
+    temperature: float = 0.1  # τ
+    bonus: float = 0.2  # ρ
+    window: int = 10
+    enabled: bool = True  # False: the Fig. 7 'fixed hyperparameters' ablation (uniform arm)
+
+
+def _obs_example(spec: GroupSpec, env_params):
+    obs, _ = spec.task.env.reset(jax.random.key(0), env_params)
+    return obs
+
+
+def new_lifetime(
+    spec: GroupSpec, key: jax.Array, bandit: bandit_lib.BanditState, bandit_cfg: BanditConfig,
+    budget: jax.Array, feeds_bandit: jax.Array,
+) -> LifetimeState:
+    """Samples a fresh lifetime (E, θ0, ψ0, envs, α, γ, β0). Unbatched; vmap over keys."""
+    k_env, k_agent, k_critic, k_reset, k_arm, k_gamma, k_beta = jax.random.split(key, 7)
+    env_params = spec.task.sample_params(k_env)
+    obs = _obs_example(spec, env_params)
+    arms = jnp.asarray(spec.arms, jnp.float32)  # [A, 2]
+    if bandit_cfg.enabled:
+        arm = bandit_lib.sample_arm(k_arm, bandit, bandit_cfg.temperature, bandit_cfg.bonus)
+    else:
+        arm = jax.random.randint(k_arm, (), 0, arms.shape[0])
+    hyper = types.HyperParams(
+        learning_rate=arms[arm, 0],
+        y_cost=arms[arm, 1],
+        discount=jax.random.choice(k_gamma, jnp.asarray(spec.task.discounts, jnp.float32)),
+        entropy_cost=jax.random.choice(k_beta, jnp.asarray(spec.entropy_costs, jnp.float32)),
+        value_cost=jnp.float32(0.5),
+        td_lambda=jnp.float32(spec.td_lambda),
+    )
+    return LifetimeState(
+        agent=agent_lib.init_agent_state(spec.agent, k_agent, obs),
+        critic=agent_lib.init_agent_state(spec.critic, k_critic, obs),
+        env_params=env_params,
+        env_carry=agent_lib.init_env_carry(spec.task.env, env_params, k_reset, spec.num_envs),
+        hyper=hyper,
+        arm=arm.astype(jnp.int32),
+        steps=jnp.int32(0),
+        budget=jnp.asarray(budget, jnp.int32),
+        feeds_bandit=jnp.asarray(feeds_bandit, bool),
+        final_return_sum=jnp.float32(0.0),
+        final_return_count=jnp.float32(0.0),
+        recent_return=jnp.float32(0.0),
+    )
+
+
+def init_group(spec: GroupSpec, key: jax.Array, bandit_cfg: BanditConfig) -> GroupState:
+    """The first generation, with budgets staggered over (0, lifetime_steps]."""
+    bandit = bandit_lib.init_bandit(len(spec.arms), bandit_cfg.window)
+    k_budget, k_life = jax.random.split(key)
+    fractions = jax.random.uniform(k_budget, (spec.num_lifetimes,), minval=0.0, maxval=1.0)
+    budgets = jnp.maximum((fractions * spec.lifetime_steps).astype(jnp.int32), 1)
+    keys = jax.random.split(k_life, spec.num_lifetimes)
+    # The bandit is empty, so every first-generation arm is drawn uniformly: fine.
+    lifetimes = jax.vmap(lambda k, b: new_lifetime(spec, k, bandit, bandit_cfg, b, False))(keys, budgets)
+    return GroupState(lifetimes=lifetimes, bandit=bandit)
+
+
+def _tree_all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def final_return(lifetime: LifetimeState) -> jax.Array:
+    """Mean return of episodes ended in the last `final_fraction` of the lifetime (EMA if none)."""
+    return jnp.where(
+        lifetime.final_return_count > 0,
+        lifetime.final_return_sum / jnp.maximum(lifetime.final_return_count, 1.0),
+        lifetime.recent_return,
+    )
+
+
+def record_progress(
+    spec: GroupSpec, lifetime: LifetimeState, steps_taken: int, return_sum: jax.Array,
+    return_count: jax.Array, ema_decay: float = 0.95,
+) -> LifetimeState:
+    """Advances the step counter and the return statistics after one meta-step (unbatched)."""
+    steps = lifetime.steps + steps_taken
+    in_final = steps > (1.0 - spec.final_fraction) * lifetime.budget
+    mean_return = return_sum / jnp.maximum(return_count, 1.0)
+    recent = jnp.where(
+        return_count > 0, ema_decay * lifetime.recent_return + (1 - ema_decay) * mean_return,
+        lifetime.recent_return)
+    # The first completed episodes replace the zero initial value instead of being averaged in.
+    recent = jnp.where((lifetime.recent_return == 0.0) & (return_count > 0), mean_return, recent)
+    return lifetime.replace(
+        steps=steps,
+        final_return_sum=lifetime.final_return_sum + jnp.where(in_final, return_sum, 0.0),
+        final_return_count=lifetime.final_return_count + jnp.where(in_final, return_count, 0.0),
+        recent_return=recent,
+    )
+
+
+def reset_finished(
+    spec: GroupSpec, group: GroupState, entropy: jax.Array, key: jax.Array,
+    bandit_cfg: BanditConfig, entropy_floor: float,
+) -> tuple[GroupState, dict[str, jax.Array]]:
+    """Resets lifetimes that ended (budget, zero entropy, non-finite) and feeds the bandit.
+
+    entropy: [L] mean policy entropy of each lifetime's latest rollout.
+    """
+    lifetimes = group.lifetimes
+    finite = jax.vmap(lambda a, c: _tree_all_finite((a.params, c.params)))(lifetimes.agent, lifetimes.critic)
+    finite &= jnp.isfinite(entropy)
+    out_of_budget = lifetimes.steps >= lifetimes.budget
+    collapsed = finite & (entropy <= entropy_floor)
+    reset = out_of_budget | collapsed | ~finite
+    finals = jax.vmap(final_return)(lifetimes)
+    bandit = bandit_lib.record_many(
+        group.bandit, lifetimes.arm, finals, out_of_budget & finite & lifetimes.feeds_bandit)
+
+    def replace_reset(lifetimes):
+        keys = jax.random.split(key, spec.num_lifetimes)
+        fresh = jax.vmap(lambda k: new_lifetime(
+            spec, k, bandit, bandit_cfg, spec.lifetime_steps, True))(keys)
+        return jax.tree.map(
+            lambda new, old: jnp.where(reset.reshape(reset.shape + (1,) * (old.ndim - 1)), new, old),
+            fresh, lifetimes)
+
+    # Sampling L fresh lifetimes (tables of up to 8064 states) costs more than a select; most
+    # meta-steps reset nobody, so only pay for it when someone is reset.
+    lifetimes = jax.lax.cond(jnp.any(reset), replace_reset, lambda l: l, lifetimes)
+    stats = dict(
+        resets_budget=jnp.sum(out_of_budget & finite),
+        resets_entropy=jnp.sum(collapsed & ~out_of_budget),
+        resets_nonfinite=jnp.sum(~finite),
+        finished_return=jnp.sum(jnp.where(out_of_budget & finite, finals, 0.0))
+        / jnp.maximum(jnp.sum(out_of_budget & finite), 1),
+    )
+    return GroupState(lifetimes=lifetimes, bandit=bandit), stats

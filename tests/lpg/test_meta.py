@@ -1,0 +1,175 @@
+"""Tests of LPG meta-training (lpg/meta/): meta-gradients, critic, bandit, resets, robustness."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from lpg import agent as agent_lib
+from lpg import training
+from lpg.meta import gradient
+from lpg.meta import objective as objective_lib
+from lpg.meta import population
+from lpg.meta import trainer as trainer_lib
+from lpg.rules import lpg as lpg_rule
+
+Y_DIM = 4
+
+
+def _group(name, num_lifetimes=2, num_envs=4, lifetime_steps=10_000):
+    task = envs.make(name)
+    agent = training.build_agent(task, y_dim=Y_DIM)
+    return population.GroupSpec(
+        task=task, agent=agent, critic=agent, num_lifetimes=num_lifetimes, num_envs=num_envs,
+        lifetime_steps=lifetime_steps)
+
+
+def _trainer(groups, **kwargs):
+    defaults = dict(rule=lpg_rule.LPG(hidden_size=8, y_dim=Y_DIM), groups=tuple(groups),
+                    num_updates=2, unroll_length=5, meta_learning_rate=1e-2)
+    defaults.update(kwargs)
+    return trainer_lib.MetaTrainer(**defaults)
+
+
+@pytest.fixture(scope="module")
+def chain_trainer():
+    return _trainer([_group("chain/short")])
+
+
+@pytest.fixture(scope="module")
+def chain_step(chain_trainer):
+    return jax.jit(chain_trainer.step)
+
+
+def _lifetime_loss_fn(trainer, spec):
+    def loss(meta_params, lifetime, key):
+        return gradient.lifetime_meta_loss(
+            meta_params, lifetime, key, rule=trainer.rule, spec=spec, objective=trainer.objective,
+            num_updates=trainer.num_updates, unroll_length=trainer.unroll_length)[0]
+    return loss
+
+
+def test_meta_gradient_nonzero_on_every_leaf(chain_trainer):
+    state = chain_trainer.init(jax.random.key(0))
+    spec = chain_trainer.groups[0]
+    lifetime = jax.tree.map(lambda x: x[0], state.groups[0].lifetimes)
+    grads = jax.jit(jax.grad(_lifetime_loss_fn(chain_trainer, spec)))(
+        state.meta_params, lifetime, jax.random.key(1))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(leaf)), path
+        assert np.any(leaf != 0.0), f"zero meta-gradient on {jax.tree_util.keystr(path)}"
+
+
+def test_meta_gradient_matches_finite_differences(chain_trainer):
+    """Directional derivative along the gradient vs central differences (float32, fixed samples)."""
+    state = chain_trainer.init(jax.random.key(2))
+    spec = chain_trainer.groups[0]
+    lifetime = jax.tree.map(lambda x: x[0], state.groups[0].lifetimes)
+    loss = jax.jit(_lifetime_loss_fn(chain_trainer, spec))
+    key = jax.random.key(3)
+    grads = jax.jit(jax.grad(_lifetime_loss_fn(chain_trainer, spec)))(state.meta_params, lifetime, key)
+    norm = jnp.sqrt(sum(jnp.sum(g ** 2) for g in jax.tree.leaves(grads)))
+    direction = jax.tree.map(lambda g: g / norm, grads)
+    eps = 1e-2
+    plus = loss(jax.tree.map(lambda p, d: p + eps * d, state.meta_params, direction), lifetime, key)
+    minus = loss(jax.tree.map(lambda p, d: p - eps * d, state.meta_params, direction), lifetime, key)
+    finite_diff = (plus - minus) / (2 * eps)
+    np.testing.assert_allclose(finite_diff, norm, rtol=0.05)
+
+
+def test_critic_and_bandit_change_and_lifetimes_reset_at_budget():
+    # (K+1)·T·B = 3·5·4 = 60 steps per meta-step; budget 120 → every lifetime ends by step 2-3.
+    trainer = _trainer([_group("chain/short", lifetime_steps=120)])
+    state = trainer.init(jax.random.key(4))
+    critic0 = state.groups[0].lifetimes.critic.params
+    step = jax.jit(trainer.step)
+    saw_budget_reset = False
+    for _ in range(4):
+        state, metrics = step(state)
+        saw_budget_reset |= int(metrics["chain/short/resets_budget"]) > 0
+    assert saw_budget_reset
+    lifetimes = state.groups[0].lifetimes
+    assert np.all(np.asarray(lifetimes.steps) <= 120)
+    # Second generation lifetimes feed the bandit when they finish.
+    for _ in range(3):
+        state, metrics = step(state)
+    assert int(jnp.sum(state.groups[0].bandit.counts)) > 0
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), critic0, state.groups[0].lifetimes.critic.params)
+    assert all(jax.tree.leaves(changed)), changed
+
+
+def test_zero_entropy_resets_lifetime():
+    trainer = _trainer([_group("chain/short")], entropy_floor=10.0)  # any entropy counts as zero
+    state = trainer.init(jax.random.key(5))
+    state, metrics = jax.jit(trainer.step)(state)
+    assert int(metrics["chain/short/resets_entropy"]) == 2
+    assert np.all(np.asarray(state.groups[0].lifetimes.steps) == 0)
+
+
+def test_non_finite_lifetime_is_reset_and_meta_update_skipped(chain_trainer, chain_step):
+    state = chain_trainer.init(jax.random.key(6))
+    lifetimes = state.groups[0].lifetimes
+    bad_hyper = lifetimes.hyper.replace(learning_rate=lifetimes.hyper.learning_rate.at[0].set(jnp.inf))
+    state = state.replace(groups=(state.groups[0].replace(lifetimes=lifetimes.replace(hyper=bad_hyper)),))
+    before = state.meta_params
+    new_state, metrics = chain_step(state)
+    assert int(new_state.skipped_updates) == 1 and int(metrics["skipped"]) == 1
+    jax.tree.map(np.testing.assert_array_equal, new_state.meta_params, before)
+    assert int(metrics["chain/short/resets_nonfinite"]) >= 1
+    params = new_state.groups[0].lifetimes.agent.params
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+    assert np.isfinite(float(new_state.groups[0].lifetimes.hyper.learning_rate[0]))
+    # Training goes on: the next step is a normal one.
+    newer_state, metrics = chain_step(new_state)
+    assert int(newer_state.skipped_updates) == 1 and int(newer_state.step) == 2
+
+
+def test_one_rule_runs_on_grids_and_chains_together():
+    """Heterogeneous population: 18-action tabular grid + 2-action chain share η."""
+    trainer = _trainer([_group("tabular/sparse"), _group("chain/short")])
+    state = trainer.init(jax.random.key(7))
+    new_state, metrics = jax.jit(trainer.step)(state)
+    assert np.isfinite(float(metrics["meta_loss"]))
+    assert int(new_state.skipped_updates) == 0
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.meta_params, new_state.meta_params)
+    assert all(jax.tree.leaves(changed))
+
+
+def test_network_agent_meta_gradients_stay_finite():
+    """SPEC §5: Adam without eps_root gives NaN meta-gradients for never-updated parameters."""
+    trainer = _trainer([_group("chain/distractor")])
+    state = trainer.init(jax.random.key(8))
+    spec = trainer.groups[0]
+    lifetime = jax.tree.map(lambda x: x[0], state.groups[0].lifetimes)
+    grads = jax.jit(jax.grad(_lifetime_loss_fn(trainer, spec)))(state.meta_params, lifetime, jax.random.key(9))
+    assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_k_larger_than_lifetime_is_refused():
+    with pytest.raises(ValueError, match="more than the lifetime"):
+        _trainer([_group("chain/short", lifetime_steps=50)])
+
+
+def test_objective_regularisers_have_documented_signs():
+    """Eq. 4 negated: +β2 E[π̂²] + β3 E‖ŷ‖² − β0 H(π) − β1 H(y) − E[log π Â]."""
+    from lpg import types
+    t, b, a, m, k = 3, 2, 2, Y_DIM, 2
+    out = types.AgentOutput(logits=jnp.zeros((t + 1, b, a)), y=jnp.zeros((t + 1, b, m)),
+                            value=jnp.zeros((t + 1, b)))
+    rollout = types.Rollout(
+        observations=jnp.zeros((t + 1, b), jnp.int32), actions=jnp.zeros((t, b), jnp.int32),
+        rewards=jnp.zeros((t, b)), terminated=jnp.zeros((t, b), bool), truncated=jnp.zeros((t, b), bool),
+        action_mask=jnp.ones((b, a), bool), episode_returns=jnp.zeros((t, b)))
+    targets = types.RuleOutput(pi_hat=jnp.full((k, t, b), 2.0), y_hat=jnp.full((k, t, b, m), 0.5))
+    hyper = types.HyperParams(*(jnp.float32(v) for v in (1.0, 0.9, 0.5, 0.1, 0.5, 0.9)))
+    obj = objective_lib.MetaObjective(y_entropy_cost=0.2, pi_hat_l2_cost=0.3, y_hat_l2_cost=0.4)
+    advantages = jnp.full((t, b), 1.5)
+    loss, logs = obj.loss(out, rollout, advantages, targets, hyper)
+    expected = (-np.log(0.5) * 1.5 - 0.1 * np.log(2) - 0.2 * np.log(m) + 0.3 * 4.0 + 0.4 * m * 0.25)
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    np.testing.assert_allclose(logs["pi_hat_l2"], 4.0)
+    with pytest.raises(ValueError, match="pi_hat_l2_cost"):
+        objective_lib.MetaObjective(pi_hat_l2_cost=-1.0)
