@@ -106,3 +106,43 @@ class Checkpointer:
 def config_to_json(config) -> dict:
     """A ConfigDict as a plain JSON-able dict."""
     return json.loads(config.to_json())
+
+
+RULE_PARAMS_FILE = "meta_params.msgpack"
+RULE_CONFIG_FILE = "rule.json"
+
+
+def save_rule(directory: str, meta_params: Any, rule_config: dict, provenance: dict | None = None) -> None:
+    """Writes a frozen rule (η + its rule config) as a small standalone directory."""
+    from flax import serialization  # pylint: disable=g-import-not-at-top
+
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, RULE_PARAMS_FILE), "wb") as f:
+        f.write(serialization.to_bytes(jax.device_get(meta_params)))
+    with open(os.path.join(directory, RULE_CONFIG_FILE), "w") as f:
+        json.dump({"rule": rule_config, "provenance": provenance or {}}, f, indent=2)
+
+
+def load_rule(directory: str, make_rule) -> tuple[Any, Any, dict]:
+    """Reads a rule saved by `save_rule`; `make_rule(rule_config_dict)` builds the rule object.
+
+    Returns (rule, meta_params, provenance).
+    """
+    from flax import serialization  # pylint: disable=g-import-not-at-top
+
+    params_path = os.path.join(directory, RULE_PARAMS_FILE)
+    config_path = os.path.join(directory, RULE_CONFIG_FILE)
+    for path in (params_path, config_path):
+        if not os.path.isfile(path):
+            raise CheckpointError(f"rule file {path} does not exist (expected {RULE_PARAMS_FILE} "
+                                  f"and {RULE_CONFIG_FILE} in {directory})")
+    try:
+        with open(config_path) as f:
+            saved = json.load(f)
+        rule = make_rule(saved["rule"])
+        template = rule.init_params(jax.random.key(0))
+        with open(params_path, "rb") as f:
+            meta_params = serialization.from_bytes(template, f.read())
+    except (ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"corrupt or incompatible rule in {directory}: {err}") from err
+    return rule, meta_params, saved.get("provenance", {})

@@ -125,7 +125,7 @@ def train(config, workdir: str) -> str:
             window_steps += 1
             if step == start_step + 1:
                 jax.block_until_ready(state)
-                logging.info("first meta-step (compile + run) took %.1fs", time.perf_counter() - compile_start)
+                tqdm.tqdm.write(f"first meta-step (compile + run): {time.perf_counter() - compile_start:.1f}s")
                 window_start, window_steps = time.perf_counter(), 0
             pending.append((step, metrics))
             bar.update(1)
@@ -149,6 +149,9 @@ def train(config, workdir: str) -> str:
                 ckpt.save(step, state, config_json, check_finite=state.meta_params)
         if ckpt.latest_step() != step:
             ckpt.save(step, state, config_json, check_finite=state.meta_params)
+        if jax.process_index() == 0:
+            checkpoints.save_rule(os.path.join(workdir, "rule"), state.meta_params, config_json["rule"],
+                                  {"workdir": os.path.abspath(workdir), "step": step})
     finally:
         bar.close()
         writer.close()
@@ -161,6 +164,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     enable_compilation_cache(_CACHE_DIR.value)
     ckpt_dir = train(_CONFIG.value, _WORKDIR.value)
     if _EVALUATE.value:

@@ -135,7 +135,7 @@ class MetaTrainer:
         (loss, auxes), grads = jax.value_and_grad(self._meta_loss, has_aux=True)(
             state.meta_params, state.groups, loss_keys)
 
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         updates, opt_state = self.meta_optimiser().update(grads, state.meta_opt_state, state.meta_params)
         new_params = optax.apply_updates(state.meta_params, updates)

@@ -97,8 +97,10 @@ def test_critic_and_bandit_change_and_lifetimes_reset_at_budget():
     for _ in range(3):
         state, metrics = step(state)
     assert int(jnp.sum(state.groups[0].bandit.counts)) > 0
-    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), critic0, state.groups[0].lifetimes.critic.params)
-    assert all(jax.tree.leaves(changed)), changed
+    # The critic is trained on its value head only (its policy/y heads are unused).
+    value0 = critic0["params"]["value"]
+    value1 = state.groups[0].lifetimes.critic.params["params"]["value"]
+    assert bool(jnp.any(value0 != value1))
 
 
 def test_zero_entropy_resets_lifetime():

@@ -1,0 +1,200 @@
+"""Agent networks (SPEC §1 "agent", §2 Table 3; LPG appendix A).
+
+Every agent outputs, per observation s, three heads (`types.AgentOutput`):
+  * policy logits of π_θ(a|s) over the A actions of the environment;
+  * logits of the prediction vector y_θ(s) ∈ [0,1]^m (LPG applies the softmax, m = 30);
+  * a state value V_θ(s) (A2C's critic, LPG-V, the baseline f_θ(s) of LPG Eq. 7).
+
+Three architectures, chosen by `envs.task.AgentSpec.kind`:
+  * "tabular": three tables indexed by the integer state (logits [S, A], y [S, m], value [S]).
+    The lookup is a gather, never a dense layer over a one-hot observation: SPEC §5 measured the
+    one-hot version (up to 3,201 wide) dominating memory and time.
+    The tables start at zero, so the initial policy is uniform and y is uniform.
+  * "mlp": D(hidden...)-ReLU torso over the flattened observation.
+  * "conv": C(conv_features...) 3x3 SAME convolutions with ReLU, flatten, then D(hidden...)-ReLU.
+
+Networks accept any number of leading batch dimensions ([], [B], [T+1, B], ...): the trailing
+`obs_shape` dimensions are the observation, the rest are flattened into one batch and restored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from envs import task as task_lib
+from lpg import types
+
+# Invalid actions get this logit. Finite (not -inf), so log-softmax and the entropy p·log p stay
+# finite: softmax gives them exactly zero probability, and 0 · (-1e9) = 0 rather than 0 · inf = NaN.
+MASKED_LOGIT = -1e9
+
+DEFAULT_Y_DIM = 30
+
+
+def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """Sets the logits of invalid actions to `MASKED_LOGIT`.
+
+    Args:
+      logits: [..., A] policy logits.
+      mask: bool [..., A] (broadcastable to `logits`), True for valid actions.
+    Returns:
+      [..., A] logits with invalid entries replaced.
+    """
+    return jnp.where(mask, logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
+
+
+def policy_entropy(logits: jax.Array) -> jax.Array:
+    """Entropy H(π) = -Σ_a π(a) log π(a) of a categorical policy, safe for masked logits.
+
+    Args:
+      logits: [..., A] (masked entries at `MASKED_LOGIT` contribute exactly 0).
+    Returns:
+      [...] entropies in nats.
+    """
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
+
+
+class _Heads(nn.Module):
+    """The three output heads on top of a feature vector [N, F]."""
+
+    num_actions: int
+    y_dim: int
+
+    @nn.compact
+    def __call__(self, features: jax.Array) -> types.AgentOutput:
+        # A small policy-head initialisation makes the initial policy close to uniform, like the
+        # zero-initialised tables, so no lifetime starts with a near-deterministic policy.
+        logits = nn.Dense(
+            self.num_actions,
+            kernel_init=nn.initializers.variance_scaling(0.01, "fan_in", "truncated_normal"),
+            name="policy",
+        )(features)
+        y = nn.Dense(self.y_dim, name="y")(features)
+        value = nn.Dense(1, name="value")(features)[..., 0]
+        return types.AgentOutput(logits=logits, y=y, value=value)
+
+
+def _restore_batch(out: types.AgentOutput, batch_shape: tuple[int, ...]) -> types.AgentOutput:
+    return jax.tree.map(lambda x: x.reshape(batch_shape + x.shape[1:]), out)
+
+
+class TabularNetwork(nn.Module):
+    """Tables of policy logits [S, A], y logits [S, m] and values [S], gathered by state index."""
+
+    num_states: int
+    num_actions: int
+    y_dim: int = DEFAULT_Y_DIM
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> types.AgentOutput:
+        """obs: int [...] state indices in [0, S). Returns outputs with leading dims [...]."""
+        zeros = nn.initializers.zeros
+        logits_table = self.param("logits", zeros, (self.num_states, self.num_actions))
+        y_table = self.param("y", zeros, (self.num_states, self.y_dim))
+        value_table = self.param("value", zeros, (self.num_states,))
+        index = jnp.asarray(obs).astype(jnp.int32)
+        # A gather (its gradient a scatter-add): cost independent of the number of states.
+        return types.AgentOutput(
+            logits=logits_table[index], y=y_table[index], value=value_table[index]
+        )
+
+
+class MLPNetwork(nn.Module):
+    """D(hidden...)-ReLU torso over the flattened observation, then the three heads."""
+
+    num_actions: int
+    obs_shape: tuple[int, ...]
+    hidden: tuple[int, ...] = ()
+    y_dim: int = DEFAULT_Y_DIM
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> types.AgentOutput:
+        """obs: [..., *obs_shape]. Returns outputs with leading dims [...]."""
+        batch_shape = _batch_shape(obs, self.obs_shape)
+        x = jnp.asarray(obs, jnp.float32).reshape((-1, math.prod(self.obs_shape)))  # [N, D]
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return _restore_batch(_Heads(self.num_actions, self.y_dim)(x), batch_shape)
+
+
+class ConvNetwork(nn.Module):
+    """C(conv_features...) 3x3 SAME ReLU convolutions, flatten, D(hidden...)-ReLU, three heads."""
+
+    num_actions: int
+    obs_shape: tuple[int, ...]  # (H, W, C)
+    conv_features: tuple[int, ...]
+    hidden: tuple[int, ...] = ()
+    y_dim: int = DEFAULT_Y_DIM
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> types.AgentOutput:
+        """obs: [..., H, W, C]. Returns outputs with leading dims [...]."""
+        batch_shape = _batch_shape(obs, self.obs_shape)
+        x = jnp.asarray(obs, jnp.float32).reshape((-1, *self.obs_shape))  # [N, H, W, C]
+        for features in self.conv_features:
+            x = nn.relu(nn.Conv(features, kernel_size=(3, 3), padding="SAME")(x))
+        x = x.reshape((x.shape[0], -1))  # [N, H·W·F]
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return _restore_batch(_Heads(self.num_actions, self.y_dim)(x), batch_shape)
+
+
+def _batch_shape(obs: jax.Array, obs_shape: Sequence[int]) -> tuple[int, ...]:
+    """Leading (batch) dims of `obs`, checking its trailing dims are `obs_shape`."""
+    obs_shape = tuple(obs_shape)
+    lead = obs.ndim - len(obs_shape)
+    if lead < 0 or tuple(obs.shape[lead:]) != obs_shape:
+        raise ValueError(f"observation shape {obs.shape} does not end in {obs_shape}")
+    return tuple(obs.shape[:lead])
+
+
+def make_network(
+    spec: task_lib.AgentSpec,
+    num_actions: int,
+    num_states: int | None,
+    y_dim: int = DEFAULT_Y_DIM,
+    *,
+    obs_shape: Sequence[int] | None = None,
+) -> nn.Module:
+    """Builds the agent network of an `AgentSpec`.
+
+    Args:
+      spec: architecture (kind, conv_features, hidden).
+      num_actions: A, the (static) number of actions; masked actions are still counted.
+      num_states: S, required for "tabular" (observations are int state indices in [0, S)).
+      y_dim: m, the size of the prediction vector y.
+      obs_shape: the unbatched observation shape, required for "mlp" (any shape, flattened) and
+        "conv" ((H, W, C)); it tells the network which dims are batch dims. Ignored for "tabular"
+        (scalar observations). An extra keyword, because the kind alone does not fix the rank:
+        "random/small" feeds [H, W, C] grids to an MLP, the distractor chain a [22] vector.
+    Returns:
+      A flax module; `module.apply(params, obs)` gives an `AgentOutput` with obs's leading dims.
+    """
+    if spec.kind == "tabular":
+        if num_states is None or num_states <= 0:
+            raise ValueError(f"a tabular agent needs num_states > 0, got {num_states}")
+        return TabularNetwork(num_states=int(num_states), num_actions=num_actions, y_dim=y_dim)
+    if obs_shape is None:
+        raise ValueError(f"a {spec.kind!r} agent needs obs_shape")
+    obs_shape = tuple(int(d) for d in obs_shape)
+    if spec.kind == "mlp":
+        return MLPNetwork(
+            num_actions=num_actions, obs_shape=obs_shape, hidden=tuple(spec.hidden), y_dim=y_dim
+        )
+    if spec.kind == "conv":
+        if len(obs_shape) != 3:
+            raise ValueError(f"a conv agent needs (H, W, C) observations, got {obs_shape}")
+        return ConvNetwork(
+            num_actions=num_actions,
+            obs_shape=obs_shape,
+            conv_features=tuple(spec.conv_features),
+            hidden=tuple(spec.hidden),
+            y_dim=y_dim,
+        )
+    raise ValueError(f"unknown agent kind {spec.kind!r}")

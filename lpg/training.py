@@ -1,0 +1,195 @@
+"""Training a population of agents with a fixed update rule (LPG Algorithm 1's inner loop).
+
+Each lifetime samples an environment E ~ p(E) (`task.sample_params`), fresh parameters θ0 and
+takes `num_updates` agent updates (`agent.learner_step`), each on num_envs × unroll_length
+environment steps. Lifetimes are independent: a vmap (or a sequential map over chunks) over the
+lifetime axis, a `lax.scan` over updates. With a frozen rule (A2C, or LPG at meta-test time) this
+is the whole experiment; meta-training reuses `init_lifetime` and `learner_step`.
+
+Nothing here resets lifetimes at zero entropy or feeds the bandit: that belongs to `lpg.meta`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+
+from envs import task as task_lib
+from lpg import agent as agent_lib
+from lpg import networks
+from lpg import types
+from lpg.rules import base as rules_base
+
+
+@flax.struct.dataclass
+class LifetimeState:
+    """Everything one lifetime carries between updates (leading [L] when batched)."""
+
+    agent: agent_lib.AgentState
+    carry: agent_lib.EnvCarry
+    env_params: Any
+
+
+def _env_dimensions(task: task_lib.Task) -> tuple[int, int | None, tuple[int, ...]]:
+    """(num_actions, num_states or None, unbatched observation shape) of a task's environment."""
+    env = task.env
+    # Shapes must be Python ints even when this runs under an outer jit trace.
+    with jax.ensure_compile_time_eval():
+        params = task.sample_params(jax.random.key(0))
+        num_actions = int(env.action_space(params).n)
+        num_states = getattr(env, "num_states", None)
+        if callable(num_states):  # envs.base allows `num_states(params)` as a method
+            num_states = num_states(params)
+        num_states = None if num_states is None else int(num_states)
+    obs = jax.eval_shape(lambda key: env.reset(key, params)[0], jax.random.key(0))
+    return num_actions, num_states, tuple(obs.shape)
+
+
+def build_agent(
+    task: task_lib.Task, y_dim: int = networks.DEFAULT_Y_DIM, grad_clip: float | None = None
+) -> agent_lib.Agent:
+    """The agent a task prescribes (SPEC Table 3): network from `task.agent`, its optimiser."""
+    num_actions, num_states, obs_shape = _env_dimensions(task)
+    network = networks.make_network(task.agent, num_actions, num_states, y_dim, obs_shape=obs_shape)
+    return agent_lib.Agent(network=network, optimiser=task.agent.optimiser, grad_clip=grad_clip)
+
+
+def init_lifetime(task: task_lib.Task, agent: agent_lib.Agent, key: jax.Array, num_envs: int) -> LifetimeState:
+    """A fresh lifetime: E ~ p(E), θ0, and `num_envs` reset environments (unbatched over L)."""
+    env_key, theta_key, carry_key = jax.random.split(key, 3)
+    env_params = task.sample_params(env_key)
+    carry = agent_lib.init_env_carry(task.env, env_params, carry_key, num_envs)
+    obs_example = jax.tree.map(lambda x: x[0], carry.obs)
+    agent_state = agent_lib.init_agent_state(agent, theta_key, obs_example)
+    return LifetimeState(agent=agent_state, carry=carry, env_params=env_params)
+
+
+def _broadcast_hyper(hyper: types.HyperParams, num_lifetimes: int) -> types.HyperParams:
+    """Gives every HyperParams leaf a leading [L] axis (scalars are shared by all lifetimes)."""
+
+    def broadcast(x):
+        x = jnp.asarray(x, jnp.float32)
+        if x.ndim == 0:
+            return jnp.broadcast_to(x, (num_lifetimes,))
+        if x.shape != (num_lifetimes,):
+            raise ValueError(f"HyperParams leaves must be scalars or [{num_lifetimes}], got {x.shape}")
+        return x
+
+    return jax.tree.map(broadcast, hyper)
+
+
+def train_agents(
+    task: task_lib.Task,
+    rule: rules_base.UpdateRule,
+    meta_params: Any,
+    hyper: types.HyperParams,
+    *,
+    key: jax.Array,
+    num_lifetimes: int,
+    num_updates: int,
+    num_envs: int,
+    unroll_length: int,
+    grad_clip: float | None = None,
+    y_dim: int = networks.DEFAULT_Y_DIM,
+    lifetimes_per_chunk: int | None = None,
+) -> tuple[LifetimeState, dict[str, jax.Array]]:
+    """Trains `num_lifetimes` independent agents on `task` with `rule` (pure; the caller jits).
+
+    Args:
+      task: the task (environment, p(E), agent spec).
+      rule: the update rule; `meta_params` its parameters, shared by all lifetimes.
+      hyper: HyperParams with scalar leaves (shared) or leaves of shape [L] (per lifetime).
+      key: PRNG key.
+      num_lifetimes: L; num_updates: U; num_envs: B; unroll_length: T (all static).
+      grad_clip: optional max global gradient norm.
+      y_dim: m.
+      lifetimes_per_chunk: None vmaps all L lifetimes at once; n runs them as a sequential map
+        over chunks of n (`lax.map(batch_size=n)`); on a small CPU that can be faster (SPEC §5).
+    Returns:
+      (final LifetimeState with leading [L], stats): each stat has shape [L, U]; return_sum and
+      return_count cover the episodes completed during each update's unroll.
+    """
+    agent = build_agent(task, y_dim=y_dim, grad_clip=grad_clip)
+    hyper = _broadcast_hyper(hyper, num_lifetimes)
+
+    def run_lifetime(args):
+        lifetime_key, lifetime_hyper = args
+        init_key, train_key = jax.random.split(lifetime_key)
+        state = init_lifetime(task, agent, init_key, num_envs)
+
+        def update(state: LifetimeState, update_key):
+            agent_state, carry, stats = agent_lib.learner_step(
+                rule, agent, meta_params, state.agent, state.carry, task.env, state.env_params,
+                lifetime_hyper, update_key, unroll_length,
+            )
+            return state.replace(agent=agent_state, carry=carry), stats
+
+        return jax.lax.scan(update, state, jax.random.split(train_key, num_updates))
+
+    inputs = (jax.random.split(key, num_lifetimes), hyper)
+    if lifetimes_per_chunk is None:
+        return jax.vmap(run_lifetime)(inputs)
+    return jax.lax.map(run_lifetime, inputs, batch_size=lifetimes_per_chunk)
+
+
+def make_train_fn(
+    task: task_lib.Task,
+    rule: rules_base.UpdateRule,
+    *,
+    num_lifetimes: int,
+    num_updates: int,
+    num_envs: int,
+    unroll_length: int,
+    grad_clip: float | None = None,
+    y_dim: int = networks.DEFAULT_Y_DIM,
+    lifetimes_per_chunk: int | None = None,
+) -> Callable[[jax.Array, types.HyperParams, Any], tuple[LifetimeState, dict[str, jax.Array]]]:
+    """Returns jitted `train(key, hyper, meta_params) -> (states, stats)` (see `train_agents`).
+
+    Static configuration is bound once, so repeated calls with same-shaped inputs (e.g. other
+    seeds, learning rates or meta-parameters) reuse one compilation.
+    """
+
+    def train(key: jax.Array, hyper: types.HyperParams, meta_params: Any):
+        return train_agents(
+            task, rule, meta_params, hyper, key=key, num_lifetimes=num_lifetimes,
+            num_updates=num_updates, num_envs=num_envs, unroll_length=unroll_length,
+            grad_clip=grad_clip, y_dim=y_dim, lifetimes_per_chunk=lifetimes_per_chunk,
+        )
+
+    return jax.jit(train)
+
+
+def mean_episode_return(stats: dict[str, jax.Array], window: int = 1) -> jax.Array:
+    """Per-update curve of the mean return of completed episodes, nan-safe.
+
+    The value at update u is Σ return_sum / Σ return_count over updates (u − window, u]; when no
+    episode completed in that window, the last defined value is carried forward, and it is NaN
+    before the first completed episode. Long episodes (500+ steps vs. T = 20) finish in few
+    updates, hence the window and the carry-forward.
+
+    Args:
+      stats: dict with "return_sum" and "return_count" of shape [..., U] (e.g. [L, U]).
+      window: number of updates pooled per point (static, ≥ 1).
+    Returns:
+      [..., U] curve per lifetime (average lifetimes with jnp.nanmean afterwards).
+    """
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    sums = jnp.asarray(stats["return_sum"], jnp.float32)
+    counts = jnp.asarray(stats["return_count"], jnp.float32)
+
+    def windowed(x):
+        total = jnp.cumsum(x, axis=-1)
+        shifted = jnp.pad(total, [(0, 0)] * (x.ndim - 1) + [(window, 0)])[..., : x.shape[-1]]
+        return total - shifted
+
+    sums, counts = windowed(sums), windowed(counts)
+    ratio = sums / jnp.maximum(counts, 1.0)
+    steps = jnp.broadcast_to(jnp.arange(counts.shape[-1]), counts.shape)
+    last_defined = jax.lax.cummax(jnp.where(counts > 0, steps, -1), axis=counts.ndim - 1)
+    carried = jnp.take_along_axis(ratio, jnp.maximum(last_defined, 0), axis=-1)
+    return jnp.where(last_defined >= 0, carried, jnp.nan)

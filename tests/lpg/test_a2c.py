@@ -1,0 +1,113 @@
+"""Tests for lpg/rules/a2c.py: λ-returns by hand (terminal and truncation), the loss, its gradient."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lpg import types
+from lpg.rules import a2c
+
+GAMMA, LAMBDA = 0.9, 0.5
+
+
+def _hyper(entropy_cost=0.0, value_cost=1.0):
+    return types.HyperParams(
+        learning_rate=jnp.float32(1.0), discount=jnp.float32(GAMMA), y_cost=jnp.float32(0.0),
+        entropy_cost=jnp.float32(entropy_cost), value_cost=jnp.float32(value_cost), td_lambda=jnp.float32(LAMBDA),
+    )
+
+
+def _rollout():
+    """T = 5, B = 2. Env 0: terminal after step 1, truncation after step 3. Env 1: no episode end."""
+    rewards = jnp.array([[1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 1.0, 1.0]]).T
+    terminated = jnp.array([[0, 1, 0, 0, 0], [0, 0, 0, 0, 0]], bool).T
+    truncated = jnp.array([[0, 0, 0, 1, 0], [0, 0, 0, 0, 0]], bool).T
+    return types.Rollout(
+        observations=jnp.zeros((6, 2), jnp.int32),
+        actions=jnp.array([[0, 1, 2, 0, 1], [1, 1, 1, 1, 1]], jnp.int32).T,
+        rewards=rewards,
+        terminated=terminated,
+        truncated=truncated,
+        action_mask=jnp.ones((2, 3), bool),
+        episode_returns=jnp.zeros((5, 2)),
+    )
+
+
+VALUES = jnp.array([[0.5, 1.0, 1.5, 2.0, 2.5, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0, 10.0]]).T  # [T+1, B]
+
+# Env 0, by hand with G_t = r_t + discount_t ((1 − λ) V_{t+1} + λ G_{t+1}), G_5 := V_5:
+#   G_4 = 5 + 0.9 · 3                       = 7.7
+#   G_3 = 4                (truncated: no bootstrap)
+#   G_2 = 3 + 0.9 (0.5 · 2 + 0.5 · 4)       = 5.7
+#   G_1 = 2                (terminal)
+#   G_0 = 1 + 0.9 (0.5 · 1 + 0.5 · 2)       = 2.35
+# Env 1 (all values 0 except the bootstrap V_5 = 10):
+#   G_4 = 1 + 9 = 10; G_3 = 1 + 0.45 · 10 = 5.5; G_2 = 1 + 0.45 · 5.5 = 3.475;
+#   G_1 = 1 + 0.45 · 3.475 = 2.56375; G_0 = 1 + 0.45 · 2.56375 = 2.1536875
+EXPECTED_RETURNS = np.array([[2.35, 2.0, 5.7, 4.0, 7.7], [2.1536875, 2.56375, 3.475, 5.5, 10.0]]).T
+
+
+def _agent_out(logits=None):
+    if logits is None:
+        logits = jnp.zeros((6, 2, 3))
+    return types.AgentOutput(logits=logits, y=jnp.zeros((6, 2, 4)), value=VALUES)
+
+
+def test_transition_discounts():
+    discounts = a2c.transition_discounts(_rollout(), jnp.float32(GAMMA))
+    np.testing.assert_allclose(discounts[:, 0], [0.9, 0.0, 0.9, 0.0, 0.9], rtol=1e-6)
+    np.testing.assert_allclose(discounts[:, 1], 0.9, rtol=1e-6)
+
+
+def test_lambda_returns_by_hand():
+    targets = a2c.A2C().targets({}, _rollout(), _agent_out(), _hyper())
+    np.testing.assert_allclose(targets.value_target, EXPECTED_RETURNS, rtol=1e-5)
+    np.testing.assert_allclose(targets.pi_hat, EXPECTED_RETURNS - np.asarray(VALUES[:-1]), rtol=1e-5)
+    assert targets.y_hat is None
+
+
+def test_lambda_one_is_monte_carlo_and_zero_is_td0():
+    rollout = _rollout()
+    discounts = a2c.transition_discounts(rollout, jnp.float32(GAMMA))
+    mc = a2c.lambda_returns(rollout.rewards, discounts, VALUES, jnp.float32(1.0))
+    np.testing.assert_allclose(mc[:, 0], [1 + 0.9 * 2, 2, 3 + 0.9 * 4, 4, 5 + 0.9 * 3], rtol=1e-6)
+    td0 = a2c.lambda_returns(rollout.rewards, discounts, VALUES, jnp.float32(0.0))
+    np.testing.assert_allclose(td0, rollout.rewards + discounts * VALUES[1:], rtol=1e-6)
+
+
+def test_loss_matches_formula():
+    rollout = _rollout()
+    logits = jax.random.normal(jax.random.key(0), (6, 2, 3))
+    hyper = _hyper(entropy_cost=0.3, value_cost=0.7)
+    rule = a2c.A2C()
+    out = _agent_out(logits)
+    targets = rule.targets({}, rollout, out, hyper)
+    loss, logs = rule.agent_loss(out, rollout, targets, hyper)
+
+    log_pi = np.asarray(jax.nn.log_softmax(logits[:-1]))  # [T, B, A]
+    actions = np.asarray(rollout.actions)
+    log_pi_a = np.take_along_axis(log_pi, actions[..., None], -1)[..., 0]
+    advantages = EXPECTED_RETURNS - np.asarray(VALUES[:-1])
+    entropy = -(np.exp(log_pi) * log_pi).sum(-1).mean()
+    value_loss = (0.5 * (np.asarray(VALUES[:-1]) - EXPECTED_RETURNS) ** 2).mean()
+    policy_loss = -(log_pi_a * advantages).mean()
+    np.testing.assert_allclose(logs["policy_loss"], policy_loss, rtol=1e-5)
+    np.testing.assert_allclose(logs["value_loss"], value_loss, rtol=1e-5)
+    np.testing.assert_allclose(logs["entropy"], entropy, rtol=1e-5)
+    np.testing.assert_allclose(loss, policy_loss - 0.3 * entropy + 0.7 * value_loss, rtol=1e-5)
+
+
+def test_loss_gradient_is_policy_gradient_and_value_regression():
+    rollout = _rollout()
+    rule, hyper = a2c.A2C(), _hyper(entropy_cost=0.0, value_cost=1.0)
+    out = _agent_out()
+    targets = rule.targets({}, rollout, out, hyper)
+    grad = jax.grad(lambda o: rule.agent_loss(o, rollout, targets, hyper)[0])(out)
+    advantages = EXPECTED_RETURNS - np.asarray(VALUES[:-1])
+    # Uniform π over 3 actions: ∂(−log π(a) A)/∂logits = −A (onehot(a) − 1/3), mean over T·B = 10.
+    onehot = np.eye(3)[np.asarray(rollout.actions)]
+    expected = -(advantages[..., None] * (onehot - 1 / 3)) / 10
+    np.testing.assert_allclose(grad.logits[:-1], expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(grad.logits[-1], 0.0)  # the bootstrap step has no loss
+    np.testing.assert_allclose(grad.value[:-1], (np.asarray(VALUES[:-1]) - EXPECTED_RETURNS) / 10, rtol=1e-5)
+    np.testing.assert_allclose(grad.y, 0.0)  # A2C does not train y
