@@ -11,22 +11,14 @@ launch/evaluate.py on the final checkpoint afterwards.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import time
 
 from absl import app
 from absl import flags
 from absl import logging
-import jax
-import jax.numpy as jnp
 from ml_collections import config_flags
-import tqdm
 
-from launch import build
-from launch import checkpoints
-from launch import metrics as metrics_lib
+from launch import train_loop
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/lpg.py:cpu", "Experiment config file (with :preset).")
@@ -36,129 +28,6 @@ _CACHE_DIR = flags.DEFINE_string(
     "compilation_cache", os.path.expanduser("~/.cache/lpg/jax_compilation_cache"),
     "Persistent XLA compilation cache directory ('' disables).")
 
-# Settings that may differ on resume (they do not change what a meta-step computes).
-RESUMABLE_CHANGES = ("meta.steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval.")
-
-
-def enable_compilation_cache(path: str) -> None:
-    if path:
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def check_resume_compatible(saved: dict, current: dict) -> None:
-    """Refuses to resume a run whose saved config differs in anything that shapes the run."""
-    saved_flat, current_flat = _flatten(saved), _flatten(current)
-    diffs = [
-        f"{k}: saved {saved_flat.get(k)!r} != now {current_flat.get(k)!r}"
-        for k in sorted(set(saved_flat) | set(current_flat))
-        if saved_flat.get(k) != current_flat.get(k) and not k.startswith(RESUMABLE_CHANGES)
-    ]
-    if diffs:
-        raise ValueError("the workdir holds a run with a different config; use a new --workdir or "
-                         "the same config. Differences: " + "; ".join(diffs))
-
-
-class _StopRequested:
-    """Turns SIGTERM/SIGINT into a flag checked between meta-steps."""
-
-    def __init__(self):
-        self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        del frame
-        logging.warning("signal %d: checkpointing and stopping after this meta-step", signum)
-        self.requested = True
-
-
-def train(config, workdir: str) -> str:
-    """Runs (or resumes) meta-training; returns the checkpoint directory."""
-    trainer = build.make_trainer(config)  # validates every value before any work
-    config_json = checkpoints.config_to_json(config)
-    os.makedirs(workdir, exist_ok=True)
-    ckpt_dir = os.path.join(workdir, "checkpoints")
-    ckpt = checkpoints.Checkpointer(ckpt_dir, max_to_keep=int(config.keep_checkpoints))
-
-    key = jax.random.key(int(config.seed))
-    if ckpt.latest_step() is not None:
-        check_resume_compatible(ckpt.restore_config(), config_json)
-        abstract = jax.eval_shape(trainer.init, key)
-        state, _ = ckpt.restore(abstract)
-        logging.info("resumed from step %d", int(state.step))
-    else:
-        state = trainer.init(key)
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(config_json, f, indent=2)
-
-    step_fn = jax.jit(trainer.step, donate_argnums=0)
-    writer = metrics_lib.MetricsWriter(workdir)
-    stop = _StopRequested()
-    env_steps_per_meta_step = sum(
-        spec.num_lifetimes * trainer.steps_per_meta_step(spec) for spec in trainer.groups)
-    start_step = int(state.step)
-    total_steps = int(config.meta.steps)
-    pending = []
-    bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="meta-train", unit="step",
-                    disable=jax.process_index() != 0)
-    window_start = time.perf_counter()
-    window_steps = 0
-    compile_start = time.perf_counter()
-    step = start_step
-    try:
-        while step < total_steps and not stop.requested:
-            state, metrics = step_fn(state)
-            step += 1
-            window_steps += 1
-            if step == start_step + 1:
-                jax.block_until_ready(state)
-                tqdm.tqdm.write(f"first meta-step (compile + run): {time.perf_counter() - compile_start:.1f}s")
-                window_start, window_steps = time.perf_counter(), 0
-            pending.append((step, metrics))
-            bar.update(1)
-            if step % int(config.log_every) == 0 or step == total_steps:
-                rows = jax.device_get(pending)
-                pending = []
-                elapsed = max(time.perf_counter() - window_start, 1e-9)
-                rate = window_steps / elapsed
-                for row_step, row in rows:
-                    row = dict(row)
-                    row.update(meta_steps_per_s=rate, inner_env_steps_per_s=rate * env_steps_per_meta_step,
-                               env_steps=row_step * env_steps_per_meta_step)
-                    writer.write(row_step, row)
-                returns = {k.split("/")[1]: v for k, v in rows[-1][1].items() if k.endswith("/recent_return")}
-                bar.set_postfix(
-                    loss=f"{float(rows[-1][1]['meta_loss']):.3f}",
-                    env_sps=f"{rate * env_steps_per_meta_step:,.0f}",
-                    ret=" ".join(f"{v:.2f}" for v in returns.values()))
-                window_start, window_steps = time.perf_counter(), 0
-            if step % int(config.checkpoint_every) == 0:
-                ckpt.save(step, state, config_json, check_finite=state.meta_params)
-        if ckpt.latest_step() != step:
-            ckpt.save(step, state, config_json, check_finite=state.meta_params)
-        if jax.process_index() == 0:
-            checkpoints.save_rule(os.path.join(workdir, "rule"), state.meta_params, config_json["rule"],
-                                  {"workdir": os.path.abspath(workdir), "step": step})
-    finally:
-        bar.close()
-        writer.close()
-        ckpt.close()
-    return ckpt_dir
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -166,12 +35,12 @@ def main(argv):
         raise app.UsageError("--workdir is required")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    enable_compilation_cache(_CACHE_DIR.value)
-    ckpt_dir = train(_CONFIG.value, _WORKDIR.value)
+    train_loop.enable_compilation_cache(_CACHE_DIR.value)
+    ckpt_dir = train_loop.train(_CONFIG.value, _WORKDIR.value)
     if _EVALUATE.value:
-        from launch import evaluate  # pylint: disable=g-import-not-at-top
+        from launch import eval_report  # pylint: disable=g-import-not-at-top
 
-        evaluate.evaluate_checkpoint(ckpt_dir, _CONFIG.value, _WORKDIR.value)
+        eval_report.evaluate_checkpoint(ckpt_dir, _CONFIG.value, _WORKDIR.value)
 
 
 def run():

@@ -1,6 +1,5 @@
 """Tests of LPG meta-training (lpg/meta/): meta-gradients, critic, bandit, resets, robustness."""
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +7,6 @@ import numpy as np
 import pytest
 
 import envs
-from lpg import agent as agent_lib
 from lpg import training
 from lpg.meta import gradient
 from lpg.meta import objective as objective_lib

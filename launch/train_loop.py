@@ -1,0 +1,142 @@
+"""The meta-training host loop: resume, jitted meta-steps, metrics, checkpoints, signals.
+
+No flags here (launch/train.py parses them), so tests and other scripts can call `train`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from absl import logging
+import jax
+import tqdm
+
+from launch import build
+from launch import checkpoints
+from launch import metrics as metrics_lib
+
+# Settings that may differ on resume (they do not change what a meta-step computes).
+RESUMABLE_CHANGES = ("meta.steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval.")
+
+
+def enable_compilation_cache(path: str) -> None:
+    """Turns on JAX's persistent XLA compilation cache at `path` ('' leaves it off)."""
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def check_resume_compatible(saved: dict, current: dict) -> None:
+    """Refuses to resume a run whose saved config differs in anything that shapes the run."""
+    saved_flat, current_flat = _flatten(saved), _flatten(current)
+    diffs = [
+        f"{k}: saved {saved_flat.get(k)!r} != now {current_flat.get(k)!r}"
+        for k in sorted(set(saved_flat) | set(current_flat))
+        if saved_flat.get(k) != current_flat.get(k) and not k.startswith(RESUMABLE_CHANGES)
+    ]
+    if diffs:
+        raise ValueError("the workdir holds a run with a different config; use a new --workdir or "
+                         "the same config. Differences: " + "; ".join(diffs))
+
+
+class _StopRequested:
+    """Turns SIGTERM/SIGINT into a flag checked between meta-steps."""
+
+    def __init__(self):
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        del frame
+        logging.warning("signal %d: checkpointing and stopping after this meta-step", signum)
+        self.requested = True
+
+
+def train(config, workdir: str) -> str:
+    """Runs (or resumes) meta-training; returns the checkpoint directory."""
+    trainer = build.make_trainer(config)  # validates every value before any work
+    config_json = checkpoints.config_to_json(config)
+    os.makedirs(workdir, exist_ok=True)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt = checkpoints.Checkpointer(ckpt_dir, max_to_keep=int(config.keep_checkpoints))
+
+    key = jax.random.key(int(config.seed))
+    if ckpt.latest_step() is not None:
+        check_resume_compatible(ckpt.restore_config(), config_json)
+        abstract = jax.eval_shape(trainer.init, key)
+        state, _ = ckpt.restore(abstract)
+        logging.info("resumed from step %d", int(state.step))
+    else:
+        state = trainer.init(key)
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(config_json, f, indent=2)
+
+    step_fn = jax.jit(trainer.step, donate_argnums=0)
+    writer = metrics_lib.MetricsWriter(workdir)
+    stop = _StopRequested()
+    env_steps_per_meta_step = sum(
+        spec.num_lifetimes * trainer.steps_per_meta_step(spec) for spec in trainer.groups)
+    start_step = int(state.step)
+    total_steps = int(config.meta.steps)
+    pending = []
+    bar = tqdm.tqdm(total=total_steps, initial=start_step, desc="meta-train", unit="step",
+                    disable=jax.process_index() != 0)
+    window_start = time.perf_counter()
+    window_steps = 0
+    compile_start = time.perf_counter()
+    step = start_step
+    try:
+        while step < total_steps and not stop.requested:
+            state, metrics = step_fn(state)
+            step += 1
+            window_steps += 1
+            if step == start_step + 1:
+                jax.block_until_ready(state)
+                tqdm.tqdm.write(f"first meta-step (compile + run): {time.perf_counter() - compile_start:.1f}s")
+                window_start, window_steps = time.perf_counter(), 0
+            pending.append((step, metrics))
+            bar.update(1)
+            if step % int(config.log_every) == 0 or step == total_steps:
+                rows = jax.device_get(pending)
+                pending = []
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
+                rate = window_steps / elapsed
+                for row_step, row in rows:
+                    row = dict(row)
+                    row.update(meta_steps_per_s=rate, inner_env_steps_per_s=rate * env_steps_per_meta_step,
+                               env_steps=row_step * env_steps_per_meta_step)
+                    writer.write(row_step, row)
+                returns = {k.split("/")[1]: v for k, v in rows[-1][1].items() if k.endswith("/recent_return")}
+                bar.set_postfix(
+                    loss=f"{float(rows[-1][1]['meta_loss']):.3f}",
+                    env_sps=f"{rate * env_steps_per_meta_step:,.0f}",
+                    ret=" ".join(f"{v:.2f}" for v in returns.values()))
+                window_start, window_steps = time.perf_counter(), 0
+            if step % int(config.checkpoint_every) == 0:
+                ckpt.save(step, state, config_json, check_finite=state.meta_params)
+        if ckpt.latest_step() != step:
+            ckpt.save(step, state, config_json, check_finite=state.meta_params)
+        if jax.process_index() == 0:
+            checkpoints.save_rule(os.path.join(workdir, "rule"), state.meta_params, config_json["rule"],
+                                  {"workdir": os.path.abspath(workdir), "step": step})
+    finally:
+        bar.close()
+        writer.close()
+        ckpt.close()
+    return ckpt_dir

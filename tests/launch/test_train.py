@@ -1,0 +1,166 @@
+"""Tests of the meta-training launcher: smoke run, checkpoints, exact resume, bad input."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments.configs import lpg as lpg_configs
+from launch import build
+from launch import checkpoints
+from launch import eval_report as evaluate
+from launch import train_loop as train
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_config(steps=2) -> ml_collections.ConfigDict:
+    c = lpg_configs.get_config("cpu")
+    c.rule.hidden_size = 8
+    c.rule.y_dim = 4
+    c.meta.tasks = "chain/short"
+    c.meta.lifetimes_per_task = 2
+    c.meta.num_envs = 4
+    c.meta.unroll_length = 5
+    c.meta.num_updates = 2
+    c.meta.lifetime_scale = 0.0002  # 200-step lifetimes: resets happen within a few meta-steps
+    c.meta.steps = steps
+    c.log_every = 1
+    c.checkpoint_every = 2
+    return c
+
+
+def _restore_state(workdir, config):
+    trainer = build.make_trainer(config)
+    ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        state, _ = ckpt.restore(jax.eval_shape(trainer.init, jax.random.key(0)))
+    finally:
+        ckpt.close()
+    return state
+
+
+def test_exact_resume_is_bit_identical(tmp_path):
+    """N steps, save, restore, N more == 2N steps straight (bit for bit on CPU)."""
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    train.train(tiny_config(steps=6), straight)
+    train.train(tiny_config(steps=3), resumed)
+    train.train(tiny_config(steps=6), resumed)
+    a = _restore_state(straight, tiny_config())
+    b = _restore_state(resumed, tiny_config())
+    assert int(a.step) == int(b.step) == 6
+    leaves_a = jax.tree.leaves(checkpoints.keys_to_data(a))
+    leaves_b = jax.tree.leaves(checkpoints.keys_to_data(b))
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    # Something actually happened over the 6 steps: lifetimes were reset, η moved.
+    assert int(jnp.sum(a.groups[0].bandit.counts)) >= 0
+    fresh = build.make_trainer(tiny_config()).init(jax.random.key(0))
+    moved = [bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(a.meta_params), jax.tree.leaves(fresh.meta_params))]
+    assert all(moved)
+
+    # The exported rule and the checkpoint both evaluate.
+    rule, params, _ = checkpoints.load_rule(
+        os.path.join(straight, "rule"), lambda c: build.make_rule(ml_collections.ConfigDict(c)))
+    jax.tree.map(np.testing.assert_array_equal, params, a.meta_params)
+    summary = evaluate.evaluate_rule_on_tasks(
+        rule, params, tasks="chain/short", seeds=2, env_steps=2_000, num_envs=4,
+        workdir=str(tmp_path / "eval"))
+    assert set(summary["chain/short"]) >= {"LPG", "A2C"}
+    for name in ("results.md", "eval_final_returns.csv", "chain_short.png"):
+        assert os.path.getsize(tmp_path / "eval" / name) > 0
+
+
+def test_resume_with_different_config_is_refused(tmp_path):
+    workdir = str(tmp_path / "run")
+    train.train(tiny_config(steps=2), workdir)
+    other = tiny_config(steps=4)
+    other.meta.num_envs = 8
+    with pytest.raises(ValueError, match="meta.num_envs"):
+        train.train(other, workdir)
+
+
+def test_corrupt_and_missing_checkpoints(tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
+        evaluate.rule_from_checkpoint(str(tmp_path / "nothing"))
+    workdir = str(tmp_path / "run")
+    train.train(tiny_config(steps=2), workdir)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    # Corrupt every data file of the only checkpoint.
+    for root, _, files in os.walk(os.path.join(ckpt_dir, "2", "state")):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(checkpoints.CheckpointError, match="could not restore"):
+        evaluate.rule_from_checkpoint(ckpt_dir)
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint 7"):
+        evaluate.rule_from_checkpoint(ckpt_dir, step=7)
+    shutil.rmtree(os.path.join(workdir, "rule"))
+    with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
+        checkpoints.load_rule(os.path.join(workdir, "rule"), build.make_rule)
+
+
+def test_non_finite_state_is_never_saved_over_a_good_checkpoint(tmp_path):
+    workdir = str(tmp_path / "run")
+    train.train(tiny_config(steps=2), workdir)
+    config = tiny_config()
+    ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
+    state = _restore_state(workdir, config)
+    bad = state.replace(meta_params=jax.tree.map(lambda x: x * jnp.nan, state.meta_params))
+    with pytest.raises(checkpoints.CheckpointError, match="non-finite"):
+        ckpt.save(3, bad, checkpoints.config_to_json(config), check_finite=bad.meta_params)
+    assert ckpt.all_steps() == [2]
+    ckpt.close()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("meta.tasks='tabular/nope'", "tabular/nope"),
+    ("meta.num_updates=500", "more than the lifetime"),
+    ("rule.hidden_size=0", "hidden_size"),
+    ("meta.learning_rate=-0.1", "learning_rate"),
+])
+def test_bad_config_values_fail_before_work(tmp_path, override, message):
+    config = tiny_config()
+    key, value = override.split("=", 1)
+    section, name = key.split(".")
+    config[section][name] = eval(value)  # pylint: disable=eval-used
+    workdir = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        train.train(config, str(workdir))
+    assert not (workdir / "checkpoints").exists()
+
+
+def _launch(args, tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    return subprocess.run(
+        [sys.executable, "-m", "launch.train", "--config", "experiments/configs/lpg.py:cpu",
+         "--compilation_cache=", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_launcher_rejects_unknown_config_key(tmp_path):
+    result = _launch(["--workdir", str(tmp_path / "run"), "--config.meta.no_such_key=3"], tmp_path)
+    assert result.returncode != 0
+    assert "no_such_key" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_launcher_two_step_smoke_run(tmp_path):
+    workdir = tmp_path / "run"
+    args = ["--workdir", str(workdir), "--config.meta.steps=2", "--config.log_every=1",
+            "--config.rule.hidden_size=8", "--config.meta.tasks=chain/short",
+            "--config.meta.lifetimes_per_task=2", "--config.meta.num_envs=4",
+            "--config.meta.unroll_length=5"]
+    result = _launch(args, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = (workdir / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("step,")
+    assert (workdir / "checkpoints" / "2").is_dir()
+    assert (workdir / "rule" / "meta_params.msgpack").is_file()
