@@ -44,7 +44,7 @@ setup(
     extras_require=EXTRAS_REQUIRE,
     entry_points={
         "console_scripts": [
-            "lpg-train-agent=launch.train_agent:run",
+            "lpg-train-agent=launch.train_agent:cli",
         ],
     },
 )

@@ -40,12 +40,12 @@ def rule_from_checkpoint(checkpoint_dir: str, step: int | None = None):
     return trainer.rule, state.meta_params, provenance
 
 
-def _stderr(x: np.ndarray) -> float:
+def stderr(x: np.ndarray) -> float:
     x = x[np.isfinite(x)]
     return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
 
 
-def _plot(path: str, task: str, results: dict[str, evaluation.Curves]) -> None:
+def plot_curves(path: str, task: str, results: dict[str, evaluation.Curves]) -> None:
     import matplotlib  # pylint: disable=g-import-not-at-top
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -108,9 +108,9 @@ def evaluate_rule_on_tasks(rule, meta_params, *, tasks, seeds, env_steps, num_en
             for g, lr in enumerate(curves.learning_rates):
                 for s in range(seeds):
                     rows.append((name, rule_name, float(lr), s, float(curves.final[g, s])))
-        _plot(os.path.join(workdir, name.replace("/", "_") + ".png"), name, results)
+        plot_curves(os.path.join(workdir, name.replace("/", "_") + ".png"), name, results)
         summary[name] = {
-            rule_name: (float(np.nanmean(c.best_final)), _stderr(c.best_final), float(c.learning_rates[c.best]))
+            rule_name: (float(np.nanmean(c.best_final)), stderr(c.best_final), float(c.learning_rates[c.best]))
             for rule_name, c in results.items()}
         summary[name]["env_steps"] = num_updates * num_envs * unroll_length
 

@@ -9,7 +9,9 @@ way to every rule (LPG and A2C side by side share this code path).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +49,8 @@ def final_returns(curves: np.ndarray, final_fraction: float = 0.1) -> np.ndarray
     """Mean over the last `final_fraction` of the update axis (last axis), NaN-aware."""
     num_updates = curves.shape[-1]
     tail = max(1, int(round(num_updates * final_fraction)))
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # seeds that never finished an episode give NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(curves[..., -tail:], axis=-1)
 
 
@@ -66,8 +69,16 @@ def evaluate_rule(
     y_dim: int = 30,
     curve_window: int = 10,
     final_fraction: float = 0.1,
+    updates_per_chunk: int | None = None,
+    lifetimes_per_chunk: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Curves:
-    """Trains len(learning_rates) × seeds fresh agents on `task` with `rule` (see module doc)."""
+    """Trains len(learning_rates) × seeds fresh agents on `task` with `rule` (see module doc).
+
+    Runs `updates_per_chunk` updates per jitted call (one compilation; `progress(n)` is called
+    after each chunk); `lifetimes_per_chunk` as in `training.train_agents` (1 is fastest for conv
+    agents on CPU).
+    """
     if seeds <= 0 or num_updates <= 0 or num_envs <= 0:
         raise ValueError(f"seeds, num_updates and num_envs must be positive, got {seeds}, "
                          f"{num_updates}, {num_envs}")
@@ -78,14 +89,32 @@ def evaluate_rule(
     lr_per_lifetime = jnp.repeat(jnp.asarray(grid), seeds)  # [G·S], seed index fastest
     batched_hyper = jax.tree.map(lambda x: jnp.broadcast_to(jnp.asarray(x, jnp.float32), (num_lifetimes,)), hyper)
     batched_hyper = batched_hyper.replace(learning_rate=lr_per_lifetime)
-    train = training.make_train_fn(
-        task, rule, num_lifetimes=num_lifetimes, num_updates=num_updates, num_envs=num_envs,
-        unroll_length=unroll_length, y_dim=y_dim)
-    _, stats = train(key, batched_hyper, meta_params)
+    agent = training.build_agent(task, y_dim=y_dim)
+    init_key, key = jax.random.split(key)
+    states = training.init_lifetimes(task, agent, init_key, num_lifetimes, num_envs)
+    chunk = min(updates_per_chunk or num_updates, num_updates)
+
+    @functools.partial(jax.jit, static_argnums=4, donate_argnums=0)
+    def run_chunk(states, chunk_key, hyper, meta_params, length):
+        return training.continue_training(
+            task, rule, agent, meta_params, hyper, states, key=chunk_key, num_updates=length,
+            unroll_length=unroll_length, lifetimes_per_chunk=lifetimes_per_chunk)
+
+    all_stats, done = [], 0
+    while done < num_updates:
+        length = min(chunk, num_updates - done)
+        key, chunk_key = jax.random.split(key)
+        states, stats = run_chunk(states, chunk_key, batched_hyper, meta_params, length)
+        all_stats.append({k: stats[k] for k in ("return_sum", "return_count")})
+        done += length
+        if progress is not None:
+            progress(length)
+    stats = {k: np.concatenate([np.asarray(s[k]) for s in all_stats], axis=1) for k in all_stats[0]}
     curves = np.asarray(training.mean_episode_return(stats, window=curve_window))  # [G·S, U]
     curves = curves.reshape(len(grid), seeds, num_updates)
     final = final_returns(curves, final_fraction)
-    with np.errstate(all="ignore"):
-        best = int(np.nanargmax(np.nan_to_num(np.nanmean(final, axis=1), nan=-np.inf)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        best = int(np.argmax(np.nan_to_num(np.nanmean(final, axis=1), nan=-np.inf)))
     env_steps = np.arange(1, num_updates + 1) * num_envs * unroll_length
     return Curves(learning_rates=grid, returns=curves, env_steps=env_steps, final=final, best=best)

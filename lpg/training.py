@@ -113,12 +113,43 @@ def train_agents(
       return_count cover the episodes completed during each update's unroll.
     """
     agent = build_agent(task, y_dim=y_dim, grad_clip=grad_clip)
+    init_key, train_key = jax.random.split(key)
+    states = init_lifetimes(task, agent, init_key, num_lifetimes, num_envs)
+    return continue_training(
+        task, rule, agent, meta_params, hyper, states, key=train_key, num_updates=num_updates,
+        unroll_length=unroll_length, lifetimes_per_chunk=lifetimes_per_chunk)
+
+
+def init_lifetimes(
+    task: task_lib.Task, agent: agent_lib.Agent, key: jax.Array, num_lifetimes: int, num_envs: int
+) -> LifetimeState:
+    """`num_lifetimes` fresh lifetimes (leading [L] axis), each with its own E, θ0 and envs."""
+    keys = jax.random.split(key, num_lifetimes)
+    return jax.vmap(lambda k: init_lifetime(task, agent, k, num_envs))(keys)
+
+
+def continue_training(
+    task: task_lib.Task,
+    rule: rules_base.UpdateRule,
+    agent: agent_lib.Agent,
+    meta_params: Any,
+    hyper: types.HyperParams,
+    states: LifetimeState,
+    *,
+    key: jax.Array,
+    num_updates: int,
+    unroll_length: int,
+    lifetimes_per_chunk: int | None = None,
+) -> tuple[LifetimeState, dict[str, jax.Array]]:
+    """`num_updates` more learner steps for every lifetime in `states` ([L]); see `train_agents`.
+
+    Lets a host loop train in chunks (progress bars, checkpoints) with one compilation.
+    """
+    num_lifetimes = jax.tree.leaves(states.carry.episode_return)[0].shape[0]
     hyper = _broadcast_hyper(hyper, num_lifetimes)
 
     def run_lifetime(args):
-        lifetime_key, lifetime_hyper = args
-        init_key, train_key = jax.random.split(lifetime_key)
-        state = init_lifetime(task, agent, init_key, num_envs)
+        state, lifetime_key, lifetime_hyper = args
 
         def update(state: LifetimeState, update_key):
             agent_state, carry, stats = agent_lib.learner_step(
@@ -127,9 +158,9 @@ def train_agents(
             )
             return state.replace(agent=agent_state, carry=carry), stats
 
-        return jax.lax.scan(update, state, jax.random.split(train_key, num_updates))
+        return jax.lax.scan(update, state, jax.random.split(lifetime_key, num_updates))
 
-    inputs = (jax.random.split(key, num_lifetimes), hyper)
+    inputs = (states, jax.random.split(key, num_lifetimes), hyper)
     if lifetimes_per_chunk is None:
         return jax.vmap(run_lifetime)(inputs)
     return jax.lax.map(run_lifetime, inputs, batch_size=lifetimes_per_chunk)
