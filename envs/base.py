@@ -17,7 +17,8 @@ constructor arguments; everything else lives in the `EnvParams` pytree.
 Two additions to the gymnax interface, both optional:
     * `action_mask(params) -> bool[A]`: which of the `action_space(params).n` actions exist in this
       lifetime (grid worlds sample 9 or 18 actions per lifetime but keep one static action count).
-    * `num_states(params)`: only for tabular observations (a scalar int state index).
+    * `num_states` (int property): only for tabular observations (a scalar int32 state index in
+    [0, num_states)); fixed by constructor values, so agents can size their tables statically.
 """
 
 from __future__ import annotations

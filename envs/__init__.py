@@ -1,0 +1,26 @@
+"""Pure-JAX training environments of LPG (SPEC §2) behind a gymnax-compatible interface.
+
+    import envs
+    task = envs.make("tabular/dense")        # or envs.names() for all 15 builtins
+    params = task.sample_params(key)          # per-lifetime EnvParams
+    obs, state = task.env.reset(key, params)
+
+`envs.gridworld_task` / `envs.chain_task` build new tasks; `envs.register` adds them.
+"""
+
+from envs.chain import DelayedChain
+from envs.gridworld import GridWorld
+from envs.registry import chain_task, gridworld_task, make, names, register
+from envs.task import AgentSpec, Task
+
+__all__ = [
+    "AgentSpec",
+    "DelayedChain",
+    "GridWorld",
+    "Task",
+    "chain_task",
+    "gridworld_task",
+    "make",
+    "names",
+    "register",
+]
