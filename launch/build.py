@@ -45,7 +45,7 @@ def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
 def make_trainer(config: ml_collections.ConfigDict) -> trainer_lib.MetaTrainer:
     """Builds the MetaTrainer of an LPG config (raises ValueError naming any bad value)."""
     meta = config.meta
-    _positive("meta", meta, "lifetimes_per_task", "num_envs", "unroll_length", "num_updates",
+    _positive("meta", meta, "critic_learning_rate", "critic_learning_rate_tabular", "lifetimes_per_task", "num_envs", "unroll_length", "num_updates",
               "lifetime_scale", "steps", "learning_rate", "max_grad_norm")
     if meta.agent_grad_clip < 0:
         raise ValueError(f"config.meta.agent_grad_clip must be >= 0 (0 disables), got {meta.agent_grad_clip}")
@@ -58,7 +58,11 @@ def make_trainer(config: ml_collections.ConfigDict) -> trainer_lib.MetaTrainer:
         groups.append(population.GroupSpec(
             task=task,
             agent=agent,
-            critic=agent_lib.Agent(network=agent.network, optimiser=agent.optimiser, grad_clip=grad_clip),
+            # Adam for every critic: see objective.critic_update for why not the agent's SGD.
+            critic=agent_lib.Agent(network=agent.network, optimiser="adam"),
+            critic_learning_rate=float(
+                meta.critic_learning_rate_tabular if task.agent.kind == "tabular"
+                else meta.critic_learning_rate),
             num_lifetimes=int(meta.lifetimes_per_task),
             num_envs=int(meta.num_envs),
             lifetime_steps=max(1, int(task.lifetime_steps * meta.lifetime_scale)),

@@ -122,11 +122,11 @@ def train(config, workdir: str) -> str:
                     row.update(meta_steps_per_s=rate, inner_env_steps_per_s=rate * env_steps_per_meta_step,
                                env_steps=row_step * env_steps_per_meta_step)
                     writer.write(row_step, row)
-                returns = {k.split("/")[1]: v for k, v in rows[-1][1].items() if k.endswith("/recent_return")}
+                returns = {k.rsplit("/", 2)[-2]: v for k, v in rows[-1][1].items() if k.endswith("/recent_return")}
                 bar.set_postfix(
                     loss=f"{float(rows[-1][1]['meta_loss']):.3f}",
                     env_sps=f"{rate * env_steps_per_meta_step:,.0f}",
-                    ret=" ".join(f"{v:.2f}" for v in returns.values()))
+                    ret=" ".join(f"{k}={float(v):.2f}" for k, v in returns.items()))
                 window_start, window_steps = time.perf_counter(), 0
             if step % int(config.checkpoint_every) == 0:
                 ckpt.save(step, state, config_json, check_finite=state.meta_params)

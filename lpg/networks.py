@@ -12,6 +12,8 @@ Three architectures, chosen by `envs.task.AgentSpec.kind`:
     The tables start at zero, so the initial policy is uniform and y is uniform.
   * "mlp": D(hidden...)-ReLU torso over the flattened observation.
   * "conv": C(conv_features...) 3x3 SAME convolutions with ReLU, flatten, then D(hidden...)-ReLU.
+    The convolutions are im2col matmuls (`conv3x3_same`), not XLA convolutions: under the vmap
+    over lifetimes (each with its own kernel) XLA:CPU runs the latter as slow grouped convolutions.
 
 Networks accept any number of leading batch dimensions ([], [B], [T+1, B], ...): the trailing
 `obs_shape` dimensions are the observation, the rest are flattened into one batch and restored.
@@ -123,8 +125,61 @@ class MLPNetwork(nn.Module):
         return _restore_batch(_Heads(self.num_actions, self.y_dim)(x), batch_shape)
 
 
+def conv3x3_same(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
+    """3x3 stride-1 SAME cross-correlation (what `nn.Conv(F, (3, 3), padding="SAME")` computes).
+
+    Written as im2col: the 9 shifted views of the zero-padded input are concatenated on the
+    channel axis and contracted with the kernel in one matmul. Why not `lax.conv_general_dilated`:
+    the agents are trained as a `vmap` over lifetimes, each with its own kernel, and XLA:CPU runs
+    the resulting grouped (feature_group_count = L) convolution, and its gradients, very slowly.
+    Under vmap this version is a batched dot_general instead, which XLA:CPU runs well.
+
+    Args:
+      x: [..., H, W, C] inputs (any number of leading batch dims).
+      kernel: [3, 3, C, F], flax's nn.Conv layout (kh, kw, in, out).
+      bias: optional [F].
+    Returns:
+      [..., H, W, F].
+    """
+    *lead, height, width, channels = x.shape
+    if kernel.shape[:3] != (3, 3, channels):
+        raise ValueError(f"kernel {kernel.shape} does not fit a 3x3 conv of {channels} channels")
+    padded = jnp.pad(x, [(0, 0)] * len(lead) + [(1, 1), (1, 1), (0, 0)])  # [..., H+2, W+2, C]
+    # Output (r, c) reads padded rows r..r+2, columns c..c+2. Concatenating the views in (di, dj)
+    # row-major order, channels innermost, matches the row order of kernel.reshape(9·C, F).
+    patches = jnp.concatenate(
+        [padded[..., di : di + height, dj : dj + width, :] for di in range(3) for dj in range(3)],
+        axis=-1,
+    )  # [..., H, W, 9·C]
+    out = jnp.dot(patches, kernel.reshape(9 * channels, kernel.shape[-1]))  # [..., H, W, F]
+    return out if bias is None else out + bias
+
+
+class Conv3x3(nn.Module):
+    """Drop-in for `nn.Conv(features, (3, 3), padding="SAME")` computed by `conv3x3_same`.
+
+    Same parameters (kernel [3, 3, C, F], bias [F]), the same default initialisers, hence the same
+    initial values for the same RNG and module name; only the XLA program differs.
+    """
+
+    features: int
+    kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+    bias_init: nn.initializers.Initializer = nn.initializers.zeros
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """x: [..., H, W, C]. Returns [..., H, W, features]."""
+        kernel = self.param("kernel", self.kernel_init, (3, 3, x.shape[-1], self.features))
+        bias = self.param("bias", self.bias_init, (self.features,))
+        return conv3x3_same(x, kernel, bias)
+
+
 class ConvNetwork(nn.Module):
-    """C(conv_features...) 3x3 SAME ReLU convolutions, flatten, D(hidden...)-ReLU, three heads."""
+    """C(conv_features...) 3x3 SAME ReLU convolutions, flatten, D(hidden...)-ReLU, three heads.
+
+    The convolutions are `Conv3x3` (im2col, fast on CPU under vmap over parameters), named
+    "Conv_i" so the parameter tree is the one `nn.Conv` would give.
+    """
 
     num_actions: int
     obs_shape: tuple[int, ...]  # (H, W, C)
@@ -137,8 +192,8 @@ class ConvNetwork(nn.Module):
         """obs: [..., H, W, C]. Returns outputs with leading dims [...]."""
         batch_shape = _batch_shape(obs, self.obs_shape)
         x = jnp.asarray(obs, jnp.float32).reshape((-1, *self.obs_shape))  # [N, H, W, C]
-        for features in self.conv_features:
-            x = nn.relu(nn.Conv(features, kernel_size=(3, 3), padding="SAME")(x))
+        for i, features in enumerate(self.conv_features):
+            x = nn.relu(Conv3x3(features, name=f"Conv_{i}")(x))  # [N, H, W, F_i]
         x = x.reshape((x.shape[0], -1))  # [N, H·W·F]
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))

@@ -3,7 +3,7 @@
 For one lifetime: scan K learner steps (each a fresh T-step rollout and one agent update with the
 rule), rematerialised per step with `jax.checkpoint` so memory grows with K only by one step's
 carry; then the updated agent θ_K acts for one more fresh rollout on which the meta-objective is
-evaluated with the critic's advantages. `jax.grad` of this w.r.t. η differentiates through the K
+evaluated with the critic's advantages (the critic trains on all K + 1 rollouts, off the gradient path). `jax.grad` of this w.r.t. η differentiates through the K
 updates (θ_K is a function of η via the rule's targets), truncated at the window start: the
 incoming θ_0 is a constant (sliding window along the lifetime). Sampled actions and environment
 transitions carry no gradient.
@@ -18,7 +18,6 @@ import jax.numpy as jnp
 
 from lpg import agent as agent_lib
 from lpg import networks
-from lpg import types
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
 from lpg.rules import base as rules_base
@@ -28,8 +27,8 @@ class LifetimeAux(NamedTuple):
     """What one lifetime's meta-loss hands back besides the loss (no gradient flows here)."""
 
     agent: agent_lib.AgentState  # θ_K and its optimiser state
+    critic: agent_lib.AgentState  # ψ after its K + 1 updates
     env_carry: agent_lib.EnvCarry
-    meta_rollout: types.Rollout  # the fresh rollout of θ_K (also trains the critic)
     return_sum: jax.Array  # completed-episode returns over all K+1 rollouts
     return_count: jax.Array
     entropy: jax.Array  # policy entropy of θ_K on the fresh rollout
@@ -53,32 +52,40 @@ def lifetime_meta_loss(
     hyper = lifetime.hyper
     inner_keys = jax.random.split(key, num_updates + 1)
 
+    def train_critic(critic_state, rollout):
+        # A side computation: the critic only reduces the meta-gradient's variance (appendix B.1).
+        return objective_lib.critic_update(
+            spec.critic, jax.lax.stop_gradient(critic_state), jax.lax.stop_gradient(rollout), hyper,
+            spec.critic_learning_rate)
+
     def inner_update(carry, step_key):
-        agent_state, env_carry = carry
+        agent_state, critic_state, env_carry = carry
         rollout, env_carry = agent_lib.unroll(
             agent, agent_state.params, env, lifetime.env_params, env_carry, step_key, unroll_length)
         agent_state, targets, stats = agent_lib.agent_update(
             rule, agent, meta_params, agent_state, rollout, hyper)
-        return (agent_state, env_carry), (targets, stats)
+        critic_state, stats["critic_loss"] = train_critic(critic_state, rollout)
+        return (agent_state, critic_state, env_carry), (targets, stats)
 
     if remat:
         inner_update = jax.checkpoint(inner_update)
-    (agent_state, env_carry), (inner_targets, inner_stats) = jax.lax.scan(
-        inner_update, (lifetime.agent, lifetime.env_carry), inner_keys[:-1])
+    (agent_state, critic_state, env_carry), (inner_targets, inner_stats) = jax.lax.scan(
+        inner_update, (lifetime.agent, lifetime.critic, lifetime.env_carry), inner_keys[:-1])
 
     rollout, env_carry = agent_lib.unroll(
         agent, agent_state.params, env, lifetime.env_params, env_carry, inner_keys[-1], unroll_length)
     agent_out = agent.apply(agent_state.params, rollout.observations, rollout.action_mask)
-    critic_values = spec.critic.apply(lifetime.critic.params, rollout.observations).value
+    critic_values = spec.critic.apply(critic_state.params, rollout.observations).value
     _, advantages = objective_lib.critic_returns(critic_values, rollout, hyper)
     loss, logs = objective.loss(agent_out, rollout, advantages, inner_targets, hyper)
+    critic_state, _ = train_critic(critic_state, rollout)
 
     done = rollout.terminated | rollout.truncated
     logs.update({k: jnp.mean(v) for k, v in inner_stats.items()})
     aux = LifetimeAux(
         agent=jax.lax.stop_gradient(agent_state),
+        critic=jax.lax.stop_gradient(critic_state),
         env_carry=env_carry,
-        meta_rollout=rollout,
         return_sum=jnp.sum(inner_stats["return_sum"]) + jnp.sum(rollout.episode_returns),
         return_count=jnp.sum(inner_stats["return_count"]) + jnp.sum(done).astype(jnp.float32),
         entropy=jax.lax.stop_gradient(jnp.mean(networks.policy_entropy(agent_out.logits[:-1]))),

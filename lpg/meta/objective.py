@@ -8,8 +8,8 @@ meta-loss on it is (negated, to be minimised)
 where π̂, ŷ are the rule's outputs during the K updates. Appendix B.1: the meta-gradient is an
 advantage actor-critic, the advantages Â coming from a value function trained only to reduce
 its variance; the rule never sees it. Â_t = G_t^λ − V_ψ(s_t) with TD(λ) returns of the critic
-V_ψ on the fresh rollout; the critic is regressed to the same λ-returns (its own optimiser step,
-`critic_update`).
+V_ψ on the fresh rollout. The critic is regressed to its λ-returns on every rollout of the
+lifetime (the K inner ones and the fresh one, `critic_update`), with its own optimiser.
 """
 
 from __future__ import annotations
@@ -105,8 +105,14 @@ def critic_update(
     critic_state: agent_lib.AgentState,
     rollout: types.Rollout,
     hyper: types.HyperParams,
+    learning_rate: float,
 ) -> tuple[agent_lib.AgentState, jax.Array]:
-    """One TD(λ) regression step of the critic on `rollout`; returns (state, loss)."""
+    """One TD(λ) regression step of the critic on `rollout`; returns (state, loss).
+
+    The critic has its own optimiser and step size (GroupSpec.critic_learning_rate), not the
+    lifetime's α_lr: SGD at the tabular α_lr of 20–80 on a squared loss diverges as soon as many
+    of the T·B samples share a state (measured: meta-losses of 1e28 within 300 meta-steps).
+    """
     rollout = jax.lax.stop_gradient(rollout)
 
     def loss_fn(params):
@@ -115,4 +121,4 @@ def critic_update(
         return 0.5 * jnp.mean(jnp.square(values[:-1] - returns))
 
     loss, grads = jax.value_and_grad(loss_fn)(critic_state.params)
-    return agent_lib.apply_gradients(critic, critic_state, grads, hyper.learning_rate), loss
+    return agent_lib.apply_gradients(critic, critic_state, grads, learning_rate), loss

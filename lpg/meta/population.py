@@ -36,6 +36,8 @@ class GroupSpec:
     task: the registered task. agent: its agent (network + optimiser); critic: the meta-objective's
     critic (same architecture, value head only used). num_lifetimes: L. num_envs: B.
     lifetime_steps: env-step budget per lifetime (the task's, or smaller for CPU runs).
+    entropy_costs: β0 choices. td_lambda: λ of the critic's returns. final_fraction: part of the
+    lifetime whose episodes define its final return. critic_learning_rate: the critic's step size.
     """
 
     task: task_lib.Task
@@ -47,6 +49,7 @@ class GroupSpec:
     entropy_costs: tuple[float, ...] = (0.01, 0.02)
     td_lambda: float = 0.95
     final_fraction: float = 0.1
+    critic_learning_rate: float = 1e-3
 
     def __post_init__(self):
         if self.num_lifetimes <= 0 or self.num_envs <= 0:
@@ -55,6 +58,8 @@ class GroupSpec:
                 f"{self.num_lifetimes}, {self.num_envs}")
         if self.lifetime_steps <= 0:
             raise ValueError(f"group {self.task.name!r}: lifetime_steps must be positive, got {self.lifetime_steps}")
+        if not self.critic_learning_rate > 0:
+            raise ValueError(f"critic_learning_rate must be > 0, got {self.critic_learning_rate}")
         if not 0 < self.final_fraction <= 1:
             raise ValueError(f"final_fraction must be in (0, 1], got {self.final_fraction}")
 

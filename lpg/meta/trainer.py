@@ -8,7 +8,7 @@
 One meta-step, for every group (task) and every lifetime in it (vmapped over the named axis
 `POPULATION_AXIS`): K rule updates and the meta-objective (lpg/meta/gradient.py); the
 meta-gradient averaged over all lifetimes of all groups; a clipped Adam step on η — skipped
-(and counted) when the meta-gradient is not finite; then per lifetime a critic step, progress
+(and counted) when the meta-gradient is not finite; then per lifetime progress
 bookkeeping, and resets with bandit updates (lpg/meta/population.py).
 """
 
@@ -161,12 +161,8 @@ class MetaTrainer:
         return new_state, metrics
 
     def _advance_group(self, spec, group, aux: gradient.LifetimeAux, key):
-        """Critic step, progress bookkeeping and resets for one group after the meta-update."""
-        lifetimes = group.lifetimes.replace(agent=aux.agent, env_carry=aux.env_carry)
-        critic, critic_loss = jax.vmap(
-            lambda c, r, h: objective_lib.critic_update(spec.critic, c, r, h)
-        )(lifetimes.critic, aux.meta_rollout, lifetimes.hyper)
-        lifetimes = lifetimes.replace(critic=critic)
+        """Progress bookkeeping and resets for one group after the meta-update."""
+        lifetimes = group.lifetimes.replace(agent=aux.agent, critic=aux.critic, env_carry=aux.env_carry)
         lifetimes = jax.vmap(
             lambda l, s, c: population.record_progress(spec, l, self.steps_per_meta_step(spec), s, c)
         )(lifetimes, aux.return_sum, aux.return_count)
@@ -178,6 +174,5 @@ class MetaTrainer:
         metrics.update(
             recent_return=jnp.mean(lifetimes.recent_return),
             entropy=jnp.mean(aux.entropy),
-            critic_loss=jnp.mean(critic_loss),
         )
         return group, metrics

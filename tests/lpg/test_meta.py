@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import envs
+from lpg import agent as agent_lib
 from lpg import training
+from lpg import types
 from lpg.meta import gradient
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
@@ -20,9 +22,10 @@ Y_DIM = 4
 def _group(name, num_lifetimes=2, num_envs=4, lifetime_steps=10_000):
     task = envs.make(name)
     agent = training.build_agent(task, y_dim=Y_DIM)
+    critic = agent_lib.Agent(network=agent.network, optimiser="adam")
     return population.GroupSpec(
-        task=task, agent=agent, critic=agent, num_lifetimes=num_lifetimes, num_envs=num_envs,
-        lifetime_steps=lifetime_steps)
+        task=task, agent=agent, critic=critic, num_lifetimes=num_lifetimes, num_envs=num_envs,
+        lifetime_steps=lifetime_steps, critic_learning_rate=0.1)
 
 
 def _trainer(groups, **kwargs):
@@ -155,7 +158,6 @@ def test_k_larger_than_lifetime_is_refused():
 
 def test_objective_regularisers_have_documented_signs():
     """Eq. 4 negated: +β2 E[π̂²] + β3 E‖ŷ‖² − β0 H(π) − β1 H(y) − E[log π Â]."""
-    from lpg import types
     t, b, a, m, k = 3, 2, 2, Y_DIM, 2
     out = types.AgentOutput(logits=jnp.zeros((t + 1, b, a)), y=jnp.zeros((t + 1, b, m)),
                             value=jnp.zeros((t + 1, b)))
@@ -173,3 +175,25 @@ def test_objective_regularisers_have_documented_signs():
     np.testing.assert_allclose(logs["pi_hat_l2"], 4.0)
     with pytest.raises(ValueError, match="pi_hat_l2_cost"):
         objective_lib.MetaObjective(pi_hat_l2_cost=-1.0)
+
+
+def test_critic_converges_where_every_sample_shares_a_state():
+    """All T·B samples in one state, r = 1, γ = 0: V → 1 without overshooting (the tabular
+    SGD step sizes of the agents, 20–80, would diverge here)."""
+    task = envs.make("chain/short")
+    agent = training.build_agent(task, y_dim=Y_DIM)
+    critic = agent_lib.Agent(network=agent.network, optimiser="adam")
+    state = agent_lib.init_agent_state(critic, jax.random.key(0), jnp.int32(0))
+    t, b = 5, 8
+    rollout = types.Rollout(
+        observations=jnp.zeros((t + 1, b), jnp.int32), actions=jnp.zeros((t, b), jnp.int32),
+        rewards=jnp.ones((t, b)), terminated=jnp.zeros((t, b), bool), truncated=jnp.zeros((t, b), bool),
+        action_mask=jnp.ones((b, 2), bool), episode_returns=jnp.zeros((t, b)))
+    hyper = types.HyperParams(*(jnp.float32(v) for v in (80.0, 0.0, 0.5, 0.01, 0.5, 0.0)))
+    update = jax.jit(lambda s: objective_lib.critic_update(critic, s, rollout, hyper, 0.1))
+    values = []
+    for _ in range(60):
+        state, _ = update(state)
+        values.append(float(critic.apply(state.params, jnp.int32(0)).value))
+    assert max(values) < 1.5
+    assert abs(values[-1] - 1.0) < 0.1

@@ -1,5 +1,6 @@
-"""Tests for lpg/networks.py: shapes per architecture, tabular gather, action masking."""
+"""Tests for lpg/networks.py: shapes per architecture, tabular gather, action masking, im2col conv."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,3 +100,127 @@ def test_masked_logits_zero_probability_finite_entropy():
     # Sampling never picks an invalid action.
     samples = jax.random.categorical(jax.random.key(0), masked[1], shape=(2000,))
     assert set(np.unique(samples).tolist()) == {0, 2}
+
+
+# ------------------------------------------------------------------ im2col convolution vs nn.Conv
+# ConvNetwork computes its 3x3 SAME convolutions as im2col matmuls (fast on CPU under a vmap over
+# per-lifetime weights); these tests pin it to flax's nn.Conv: values, gradients, vmap, init.
+
+CONV_TOL = dict(rtol=1e-5, atol=1e-5)
+
+
+def _flax_conv(features):
+    return nn.Conv(features, kernel_size=(3, 3), padding="SAME")
+
+
+def _random_conv_params(key, channels, features):
+    """Random kernel [3, 3, C, F] and a non-zero bias [F] (init gives a zero bias)."""
+    kernel_key, bias_key = jax.random.split(key)
+    return {
+        "params": {
+            "kernel": jax.random.normal(kernel_key, (3, 3, channels, features)),
+            "bias": jax.random.normal(bias_key, (features,)),
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "shape, features",
+    [
+        ((11, 11, 4), 16),  # random/dense, random/long_horizon
+        ((11, 11, 2), 32),  # random/very_dense, first layer
+        ((3, 2, 32, 11, 11, 16), 16),  # several batch dims; an inner very_dense layer
+        ((2, 5, 4, 3), 7),  # H != W, odd sizes: catches a transposed patch order
+        ((1, 1, 3), 2),  # 1x1 grid: everything but the centre tap reads padding
+    ],
+)
+def test_conv3x3_equals_flax_conv(shape, features):
+    x = jax.random.normal(jax.random.key(0), shape)
+    params = _random_conv_params(jax.random.key(1), shape[-1], features)
+    expected = _flax_conv(features).apply(params, x)
+    actual = networks.Conv3x3(features).apply(params, x)
+    assert actual.shape == expected.shape == shape[:-1] + (features,)
+    np.testing.assert_allclose(actual, expected, **CONV_TOL)
+    # The pure function without bias, too.
+    np.testing.assert_allclose(
+        networks.conv3x3_same(x, params["params"]["kernel"]),
+        expected - params["params"]["bias"],
+        **CONV_TOL,
+    )
+
+
+def test_conv3x3_init_equals_flax_conv():
+    x = jnp.zeros((11, 11, 4))
+    expected = _flax_conv(16).init(jax.random.key(3), x)
+    actual = networks.Conv3x3(16).init(jax.random.key(3), x)
+    jax.tree.map(np.testing.assert_array_equal, actual, expected)
+
+
+def test_conv3x3_rejects_mismatched_kernel():
+    with pytest.raises(ValueError):
+        networks.conv3x3_same(jnp.zeros((5, 5, 3)), jnp.zeros((3, 3, 4, 8)))
+
+
+@pytest.mark.parametrize("shared_inputs", [False, True])
+def test_conv3x3_vmapped_over_weights_and_gradients(shared_inputs):
+    """Per-lifetime weights under vmap (the population case): values and gradients w.r.t. the
+    weights and the inputs match nn.Conv, lifetime by lifetime."""
+    num_lifetimes, channels, features = 3, 4, 8
+    keys = jax.random.split(jax.random.key(0), num_lifetimes)
+    params = jax.vmap(lambda k: _random_conv_params(k, channels, features))(keys)
+    x_shape = (6, 11, 11, channels) if shared_inputs else (num_lifetimes, 6, 11, 11, channels)
+    x = jax.random.normal(jax.random.key(1), x_shape)
+    # A loss with a non-trivial output cotangent, through a ReLU as in the network.
+    weights = jax.random.normal(jax.random.key(2), (6, 11, 11, features))
+
+    def loss(module, p, inputs):
+        return jnp.sum(weights * nn.relu(module.apply(p, inputs)))
+
+    in_axes = (0, None) if shared_inputs else (0, 0)
+    outputs, grads = {}, {}
+    for name, module in (("flax", _flax_conv(features)), ("im2col", networks.Conv3x3(features))):
+        outputs[name] = jax.jit(jax.vmap(module.apply, in_axes=in_axes))(params, x)
+        grad_fn = jax.grad(lambda p, inputs, m=module: loss(m, p, inputs), argnums=(0, 1))
+        grads[name] = jax.jit(jax.vmap(grad_fn, in_axes=in_axes))(params, x)
+    assert outputs["im2col"].shape == (num_lifetimes, 6, 11, 11, features)
+    np.testing.assert_allclose(outputs["im2col"], outputs["flax"], **CONV_TOL)
+    # Each lifetime used its own weights: lifetime 1 differs from lifetime 0.
+    assert not np.allclose(outputs["im2col"][0], outputs["im2col"][1])
+    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, **CONV_TOL), grads["im2col"], grads["flax"])
+
+
+class _FlaxConvNetwork(networks.ConvNetwork):
+    """ConvNetwork as written with nn.Conv: the reference the im2col version must reproduce."""
+
+    @nn.compact
+    def __call__(self, obs):
+        batch_shape = obs.shape[: obs.ndim - 3]
+        x = obs.reshape((-1, *self.obs_shape))
+        for features in self.conv_features:
+            x = nn.relu(_flax_conv(features)(x))
+        x = x.reshape((x.shape[0], -1))
+        for width in self.hidden:
+            x = nn.relu(nn.Dense(width)(x))
+        return networks._restore_batch(networks._Heads(self.num_actions, self.y_dim)(x), batch_shape)
+
+
+def test_conv_network_equals_flax_conv_network():
+    """The whole very_dense-shaped network: same parameter tree and init as the nn.Conv version,
+    same outputs and parameter gradients under a vmap over per-lifetime parameters."""
+    obs_shape = (11, 11, 2)
+    kwargs = dict(num_actions=NUM_ACTIONS, obs_shape=obs_shape, conv_features=(8, 4, 4), hidden=(16,), y_dim=Y_DIM)
+    network, reference = networks.ConvNetwork(**kwargs), _FlaxConvNetwork(**kwargs)
+    keys = jax.random.split(jax.random.key(0), 2)
+    params = jax.vmap(lambda k: network.init(k, jnp.zeros(obs_shape)))(keys)
+    reference_params = jax.vmap(lambda k: reference.init(k, jnp.zeros(obs_shape)))(keys)
+    jax.tree.map(np.testing.assert_array_equal, params, reference_params)
+    obs = jax.random.uniform(jax.random.key(1), (2, 3, 5) + obs_shape)  # [L, T, B, H, W, C]
+
+    def loss(module, p, o):
+        out = module.apply(p, o)
+        return jnp.sum(jax.nn.log_softmax(out.logits)[..., 0]) + jnp.sum(out.y ** 2) + jnp.sum(out.value)
+
+    for fn in (lambda m, p, o: m.apply(p, o), lambda m, p, o: jax.grad(lambda q: loss(m, q, o))(p)):
+        actual = jax.vmap(lambda p, o: fn(network, p, o))(params, obs)
+        expected = jax.vmap(lambda p, o: fn(reference, p, o))(params, obs)
+        jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, **CONV_TOL), actual, expected)
