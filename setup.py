@@ -31,7 +31,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
-    "mjx": ["brax==0.14.2", "mujoco==3.3.7", "mujoco-mjx==3.3.7"],
+    "mjx": ["brax==0.14.2", "mujoco==4.0.0", "mujoco-mjx==3.17.0"],
 }
 
 setup(
