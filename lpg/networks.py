@@ -50,6 +50,19 @@ def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.where(mask, logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
 
 
+def action_log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
+    """log π(a|s) of the taken actions.
+
+    Args:
+      logits: [..., A] policy logits (e.g. a rollout's first T steps, [T, B, A]).
+      actions: [...] int actions, same leading shape.
+    Returns:
+      [...] log-probabilities.
+    """
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(log_probs, actions[..., None], axis=-1)[..., 0]
+
+
 def policy_entropy(logits: jax.Array) -> jax.Array:
     """Entropy H(π) = -Σ_a π(a) log π(a) of a categorical policy, safe for masked logits.
 

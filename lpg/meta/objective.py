@@ -62,8 +62,7 @@ class MetaObjective:
           inner_targets: RuleOutput of the K inner updates, pi_hat [K, T, B], y_hat [K, T, B, m].
           hyper: the lifetime's hyperparameters (β0 = hyper.entropy_cost).
         """
-        log_probs = jax.nn.log_softmax(agent_out.logits[:-1], axis=-1)  # [T, B, A]
-        log_pi_a = jnp.take_along_axis(log_probs, rollout.actions[..., None], axis=-1)[..., 0]
+        log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
         policy_gradient = -jnp.mean(log_pi_a * jax.lax.stop_gradient(advantages))
         entropy = jnp.mean(networks.policy_entropy(agent_out.logits[:-1]))
         if self.y_softmax:

@@ -86,8 +86,7 @@ class A2C(base.UpdateRule):
         logits = agent_out.logits[:-1]  # [T, B, A]
         values = agent_out.value[:-1]  # [T, B]
         chex.assert_equal_shape([targets.pi_hat, rollout.actions, values])
-        log_probs = jax.nn.log_softmax(logits, axis=-1)
-        log_pi_a = jnp.take_along_axis(log_probs, rollout.actions[..., None], axis=-1)[..., 0]
+        log_pi_a = networks.action_log_prob(logits, rollout.actions)
         policy_loss = -jnp.mean(log_pi_a * targets.pi_hat)
         entropy = jnp.mean(networks.policy_entropy(logits))
         value_loss = jnp.mean(0.5 * jnp.square(values - targets.value_target))

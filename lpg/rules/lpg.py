@@ -34,6 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lpg import networks
 from lpg import types
 from lpg.rules import base
 
@@ -138,8 +139,7 @@ class LPG(base.UpdateRule):
         chex.assert_rank(rollout.rewards, 2)
         num_steps = rollout.rewards.shape[0]
         chex.assert_axis_dimension(agent_out.logits, 0, num_steps + 1)
-        log_probs = jax.nn.log_softmax(agent_out.logits[:-1], axis=-1)  # [T, B, A]
-        log_pi_a = jnp.take_along_axis(log_probs, rollout.actions[..., None], axis=-1)[..., 0]
+        log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
         y = self.agent_y(agent_out.y)  # [T+1, B, m]
         done = jnp.logical_or(rollout.terminated, rollout.truncated).astype(jnp.float32)
         pi_hat, y_hat = self.network.apply(
@@ -148,8 +148,7 @@ class LPG(base.UpdateRule):
         return types.RuleOutput(pi_hat=pi_hat, y_hat=y_hat)
 
     def agent_loss(self, agent_out, rollout, targets, hyper):
-        log_probs = jax.nn.log_softmax(agent_out.logits[:-1], axis=-1)  # [T, B, A]
-        log_pi_a = jnp.take_along_axis(log_probs, rollout.actions[..., None], axis=-1)[..., 0]
+        log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
         pi_hat = targets.pi_hat
         logs = {}
         if self.use_baseline:
