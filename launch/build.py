@@ -10,8 +10,10 @@ import ml_collections
 import envs
 from lpg import agent as agent_lib
 from lpg import training
+from lpg.meta import gradient
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
+from lpg.meta import sharding
 from lpg.meta import trainer as trainer_lib
 from lpg.rules import lpg as lpg_rule
 
@@ -42,13 +44,29 @@ def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
         y_softmax=bool(rule_config.y_softmax))
 
 
-def make_trainer(config: ml_collections.ConfigDict) -> trainer_lib.MetaTrainer:
-    """Builds the MetaTrainer of an LPG config (raises ValueError naming any bad value)."""
+def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.MetaTrainer:
+    """Builds the MetaTrainer of an LPG config (raises ValueError naming any bad value).
+
+    mesh: the population mesh (lpg.meta.sharding.population_mesh()); None: the default device.
+    """
     meta = config.meta
     _positive("meta", meta, "critic_learning_rate", "critic_learning_rate_tabular", "lifetimes_per_task", "num_envs", "unroll_length", "num_updates",
               "lifetime_scale", "steps", "learning_rate", "max_grad_norm")
     if meta.agent_grad_clip < 0:
         raise ValueError(f"config.meta.agent_grad_clip must be >= 0 (0 disables), got {meta.agent_grad_clip}")
+    if meta.remat not in gradient.REMAT_POLICIES:
+        raise ValueError(f"config.meta.remat must be one of {gradient.REMAT_POLICIES}, got {meta.remat!r}")
+    if meta.lifetimes_per_chunk < 0:
+        raise ValueError(f"config.meta.lifetimes_per_chunk must be >= 0 (0: no chunking), got "
+                         f"{meta.lifetimes_per_chunk}")
+    num_devices = 1 if mesh is None else mesh.size
+    try:
+        sharding.check_divisible({name: int(meta.lifetimes_per_task) for name in parse_tasks(meta.tasks)},
+                                 num_devices, int(meta.lifetimes_per_chunk))
+    except ValueError as err:
+        raise ValueError(f"config.meta.lifetimes_per_task={meta.lifetimes_per_task} / "
+                         f"lifetimes_per_chunk={meta.lifetimes_per_chunk} on {num_devices} "
+                         f"device(s): {err}") from None
     rule = make_rule(config.rule)
     grad_clip = float(meta.agent_grad_clip) or None
     groups = []
@@ -86,5 +104,7 @@ def make_trainer(config: ml_collections.ConfigDict) -> trainer_lib.MetaTrainer:
             temperature=float(config.bandit.temperature), bonus=float(config.bandit.bonus),
             window=int(config.bandit.window), enabled=bool(config.bandit.enabled)),
         entropy_floor=float(meta.entropy_floor),
-        remat=bool(meta.remat),
+        remat=str(meta.remat),
+        lifetimes_per_chunk=int(meta.lifetimes_per_chunk),
+        mesh=mesh,
     )

@@ -4,6 +4,10 @@ Layout: <workdir>/checkpoints/<step>/{state,config}. Orbax writes each step to a
 directory and renames it when complete, so an interrupted or failed save never replaces the last
 good checkpoint; we also refuse to save a state whose meta-parameters are not finite.
 Typed PRNG keys are stored as their raw key data and re-wrapped on restore.
+
+Multi-host: every process calls `save`/`restore` (collectively); each writes and reads only the
+shards of the population it holds, process 0 writes the metadata and the config. A checkpoint
+restores onto any mesh (e.g. one written by 2 processes × 2 devices restores in 1 process).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -32,8 +37,15 @@ def data_to_keys(tree, like):
 
 
 def _abstract(tree):
-    """ShapeDtypeStructs of `tree` (concrete or abstract), with key leaves as key data."""
-    return jax.eval_shape(keys_to_data, tree)
+    """ShapeDtypeStructs of `tree` (concrete or abstract), with key leaves as key data.
+
+    Each leaf keeps the sharding of `tree`'s leaf (if it has one), so orbax restores every array
+    straight onto the current mesh — whatever mesh or process count wrote the checkpoint.
+    """
+    abstract = jax.eval_shape(keys_to_data, tree)
+    return jax.tree.map(
+        lambda a, x: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=getattr(x, "sharding", None)),
+        abstract, tree)
 
 
 class CheckpointError(RuntimeError):
@@ -62,7 +74,8 @@ class Checkpointer:
         """Writes checkpoint `step`. `check_finite`: a sub-tree that must be all finite."""
         if check_finite is not None:
             for leaf in jax.tree.leaves(check_finite):
-                if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf))):
+                # np on the host copy: the checked leaves (η) are replicated on every process.
+                if jnp.issubdtype(leaf.dtype, jnp.floating) and not np.all(np.isfinite(jax.device_get(leaf))):
                     raise CheckpointError(
                         f"refusing to save step {step}: non-finite values in the state; the last "
                         f"good checkpoint ({self.latest_step()}) is kept")

@@ -142,9 +142,12 @@ def evaluate_rule_on_tasks(rule, meta_params, *, tasks, seeds, env_steps, num_en
     return summary
 
 
-def evaluate_checkpoint(checkpoint_dir: str, config, workdir: str) -> dict:
-    """Used by `launch.train --evaluate`: the config's eval section decides tasks and budgets."""
-    rule, meta_params, provenance = rule_from_checkpoint(checkpoint_dir)
+def evaluate_trained_rule(rule_dir: str, config, workdir: str) -> dict:
+    """Used by `launch.train --evaluate` on the rule it just exported (`<workdir>/rule`, the final
+    η; reading it needs no collective checkpoint restore, so process 0 of a multi-host run can do
+    it alone). The config's eval section decides tasks and budgets."""
+    rule, meta_params, provenance = checkpoints.load_rule(
+        rule_dir, lambda c: build.make_rule(ml_collections.ConfigDict(c)))
     return evaluate_rule_on_tasks(
         rule, meta_params, tasks=config.eval.tasks, seeds=int(config.eval.seeds),
         env_steps=int(config.eval.env_steps), num_envs=int(config.eval.num_envs),

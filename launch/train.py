@@ -7,6 +7,17 @@ Restarting with the same --workdir resumes from the latest checkpoint (bit-ident
 SIGTERM/SIGINT save a checkpoint and exit cleanly. Writes <workdir>/metrics.csv, TensorBoard
 events under <workdir>/tensorboard and <workdir>/config.json. `--evaluate` runs
 launch/evaluate.py on the final checkpoint afterwards.
+
+Devices. The population's lifetimes are sharded over every device the program sees (a 1-D mesh,
+lpg/meta/sharding.py); each task's lifetimes must divide evenly by the device count.
+  * one host (CPU, or a local GPU): just run it.
+  * many hosts (TPU pod slice, GPU cluster): run the *same* command on every host with
+    `--multihost`; `jax.distributed.initialize()` finds the coordinator from the TPU / SLURM /
+    GKE environment, or from `--coordinator_address --num_processes --process_id` (e.g. several
+    local CPU processes). The workdir must be on storage every host sees; only process 0 logs.
+    Recipes: launch/tpu_pod.sh, launch/local_gpu.sh, BUILD_NOTES.md.
+  * debugging: `--config.debug` shrinks every shape, disables jit and checks for NaNs, so
+    Python breakpoints and prints work inside the meta-step.
 """
 
 from __future__ import annotations
@@ -18,7 +29,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from launch import train_loop
+# No jax computation (and no import of envs/ or lpg/, which start the backend) before main():
+# jax.distributed.initialize() must run before the backend exists.
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/lpg.py:cpu", "Experiment config file (with :preset).")
@@ -27,6 +39,37 @@ _EVALUATE = flags.DEFINE_bool("evaluate", False, "Evaluate the final rule after 
 _CACHE_DIR = flags.DEFINE_string(
     "compilation_cache", os.path.expanduser("~/.cache/lpg/jax_compilation_cache"),
     "Persistent XLA compilation cache directory ('' disables).")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", False, "Call jax.distributed.initialize() first (every host runs this command).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 (default: auto-detected on TPU/SLURM/GKE).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Total processes (default: auto-detected).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (default: auto-detected).")
+_CPU_COLLECTIVES = flags.DEFINE_enum(
+    "cpu_collectives", "gloo", ["gloo", "mpi", "none"],
+    "Cross-process collectives for CPU devices (multi-process CPU runs need gloo or mpi).")
+
+
+def initialize_distributed() -> None:
+    """jax.distributed.initialize from the flags (explicit values, else auto-detection)."""
+    import jax  # pylint: disable=g-import-not-at-top
+
+    if _CPU_COLLECTIVES.value != "none":
+        jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
+    explicit = {name: value for name, value in (
+        ("coordinator_address", _COORDINATOR.value), ("num_processes", _NUM_PROCESSES.value),
+        ("process_id", _PROCESS_ID.value)) if value is not None}
+    if explicit and len(explicit) != 3:
+        raise app.UsageError(
+            "--coordinator_address, --num_processes and --process_id go together (or give none "
+            f"of them to auto-detect); got only {sorted(explicit)}")
+    if "num_processes" in explicit and not 0 <= explicit["process_id"] < explicit["num_processes"]:
+        raise app.UsageError(f"--process_id={explicit['process_id']} must be in "
+                             f"[0, --num_processes={explicit['num_processes']})")
+    jax.distributed.initialize(**explicit)
+    logging.warning("jax.distributed: process %d of %d, %d local / %d global devices",
+                    jax.process_index(), jax.process_count(), jax.local_device_count(), jax.device_count())
+
 
 def main(argv):
     if len(argv) > 1:
@@ -35,12 +78,26 @@ def main(argv):
         raise app.UsageError("--workdir is required")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-    train_loop.enable_compilation_cache(_CACHE_DIR.value)
-    ckpt_dir = train_loop.train(_CONFIG.value, _WORKDIR.value)
-    if _EVALUATE.value:
+    if not _MULTIHOST.value and any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
+        raise app.UsageError("--coordinator_address/--num_processes/--process_id need --multihost")
+    if _MULTIHOST.value:
+        initialize_distributed()
+    import jax  # pylint: disable=g-import-not-at-top
+    from launch import train_loop  # pylint: disable=g-import-not-at-top
+
+    config = _CONFIG.value
+    if config.get("debug", False):
+        config = train_loop.debug_config(config, jax.device_count())
+        jax.config.update("jax_disable_jit", True)
+        jax.config.update("jax_debug_nans", True)
+        logging.warning("debug mode: tiny shapes, jit disabled, NaN checks on")
+    else:
+        train_loop.enable_compilation_cache(_CACHE_DIR.value)
+    train_loop.train(config, _WORKDIR.value)
+    if _EVALUATE.value and jax.process_index() == 0:
         from launch import eval_report  # pylint: disable=g-import-not-at-top
 
-        eval_report.evaluate_checkpoint(ckpt_dir, _CONFIG.value, _WORKDIR.value)
+        eval_report.evaluate_trained_rule(os.path.join(_WORKDIR.value, "rule"), config, _WORKDIR.value)
 
 
 def run():

@@ -17,6 +17,7 @@ import tqdm
 from launch import build
 from launch import checkpoints
 from launch import metrics as metrics_lib
+from lpg.meta import sharding
 
 # Settings that may differ on resume (they do not change what a meta-step computes).
 RESUMABLE_CHANGES = ("meta.steps", "log_every", "checkpoint_every", "keep_checkpoints", "eval.")
@@ -27,6 +28,26 @@ def enable_compilation_cache(path: str) -> None:
     if path:
         jax.config.update("jax_compilation_cache_dir", path)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def debug_config(config, num_devices: int):
+    """`--config.debug`: the same config with every shape tiny (one lifetime per device per task),
+    so a meta-step runs in seconds with jit disabled. Returns a copy."""
+    config = config.copy_and_resolve_references()
+    config.rule.hidden_size = 8
+    config.rule.y_dim = 4
+    config.meta.lifetimes_per_task = num_devices
+    config.meta.num_envs = 2
+    config.meta.unroll_length = 4
+    config.meta.num_updates = 2
+    config.meta.lifetimes_per_chunk = 0
+    config.meta.steps = min(int(config.meta.steps), 3)
+    config.log_every = 1
+    config.checkpoint_every = 2
+    config.eval.seeds = 2
+    config.eval.env_steps = 1_000
+    config.eval.num_envs = 2
+    return config
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -67,9 +88,14 @@ class _StopRequested:
         self.requested = True
 
 
-def train(config, workdir: str) -> str:
-    """Runs (or resumes) meta-training; returns the checkpoint directory."""
-    trainer = build.make_trainer(config)  # validates every value before any work
+def train(config, workdir: str, mesh=None) -> str:
+    """Runs (or resumes) meta-training; returns the checkpoint directory.
+
+    mesh: the population mesh; default all devices of all processes (sharding.population_mesh()).
+    With several processes (jax.distributed) every process runs this same function.
+    """
+    mesh = sharding.population_mesh() if mesh is None else mesh
+    trainer = build.make_trainer(config, mesh)  # validates every value before any work
     config_json = checkpoints.config_to_json(config)
     os.makedirs(workdir, exist_ok=True)
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -78,16 +104,19 @@ def train(config, workdir: str) -> str:
     key = jax.random.key(int(config.seed))
     if ckpt.latest_step() is not None:
         check_resume_compatible(ckpt.restore_config(), config_json)
-        abstract = jax.eval_shape(trainer.init, key)
-        state, _ = ckpt.restore(abstract)
+        state, _ = ckpt.restore(trainer.abstract_state())  # onto this mesh, whatever wrote it
         logging.info("resumed from step %d", int(state.step))
     else:
-        state = trainer.init(key)
+        state = trainer.jit_init()(key)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config_json, f, indent=2)
 
-    step_fn = jax.jit(trainer.step, donate_argnums=0)
+    compile_start = time.perf_counter()
+    if jax.config.jax_disable_jit:  # --config.debug: run the step op by op
+        step_fn = trainer.step
+    else:  # sharded over the mesh, the incoming state donated, compiled once up front
+        step_fn = trainer.compiled_step()
     writer = metrics_lib.MetricsWriter(workdir)
     stop = _StopRequested()
     env_steps_per_meta_step = sum(
@@ -99,7 +128,6 @@ def train(config, workdir: str) -> str:
                     disable=jax.process_index() != 0)
     window_start = time.perf_counter()
     window_steps = 0
-    compile_start = time.perf_counter()
     step = start_step
     try:
         while step < total_steps and not stop.requested:
@@ -108,7 +136,10 @@ def train(config, workdir: str) -> str:
             window_steps += 1
             if step == start_step + 1:
                 jax.block_until_ready(state)
-                tqdm.tqdm.write(f"first meta-step (compile + run): {time.perf_counter() - compile_start:.1f}s")
+                if jax.process_index() == 0:
+                    tqdm.tqdm.write(
+                        f"first meta-step (compile + run): {time.perf_counter() - compile_start:.1f}s "
+                        f"on {mesh.size} device(s), {jax.process_count()} process(es)")
                 window_start, window_steps = time.perf_counter(), 0
             pending.append((step, metrics))
             bar.update(1)

@@ -33,6 +33,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.preset = preset
     c.seed = 0
+    c.debug = False  # True: tiny shapes, jit disabled, NaN checks (launch/train.py)
 
     c.rule = ml_collections.ConfigDict()
     c.rule.hidden_size = 256  # LSTM width
@@ -65,7 +66,8 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.meta.critic_learning_rate = 1e-3  # Adam, network critics
     c.meta.critic_learning_rate_tabular = 0.1  # Adam, tabular critics (per-entry step ≈ this)
     c.meta.entropy_floor = 1e-3  # reset a lifetime at this policy entropy
-    c.meta.remat = True  # jax.checkpoint each of the K inner updates
+    c.meta.remat = "full"  # backward pass of each K inner update: "full" | "dots" | "none"
+    c.meta.lifetimes_per_chunk = 0  # >0: scan over chunks of this many lifetimes per device
     c.meta.agent_grad_clip = 0.0  # 0: no clipping of agent gradients
 
     c.log_every = 10  # meta-steps between metric rows

@@ -23,6 +23,20 @@ from lpg.meta import population
 from lpg.rules import base as rules_base
 
 
+REMAT_POLICIES = ("full", "dots", "none")
+
+
+def rematerialise(fn, policy: str):
+    """`fn` wrapped by `jax.checkpoint` according to `policy` (see `lifetime_meta_loss`)."""
+    if policy == "full":
+        return jax.checkpoint(fn)
+    if policy == "dots":
+        return jax.checkpoint(fn, policy=jax.checkpoint_policies.dots_saveable)
+    if policy == "none":
+        return fn
+    raise ValueError(f"unknown remat policy {policy!r}; allowed: {REMAT_POLICIES}")
+
+
 class LifetimeAux(NamedTuple):
     """What one lifetime's meta-loss hands back besides the loss (no gradient flows here)."""
 
@@ -45,9 +59,15 @@ def lifetime_meta_loss(
     objective: objective_lib.MetaObjective,
     num_updates: int,
     unroll_length: int,
-    remat: bool = True,
+    remat: str = "full",
 ) -> tuple[jax.Array, LifetimeAux]:
-    """Meta-loss of one lifetime after `num_updates` (K) rule updates. Unbatched; vmap over [L]."""
+    """Meta-loss of one lifetime after `num_updates` (K) rule updates. Unbatched; vmap over [L].
+
+    remat: what the backward pass keeps of each inner update (one of REMAT_POLICIES): "full"
+    keeps only the K step carries and recomputes each update (memory ~ K · carry + one update),
+    "dots" also keeps every matmul output (less recompute, more memory), "none" keeps
+    everything (fastest, memory ~ K · update).
+    """
     env, agent = spec.task.env, spec.agent
     hyper = lifetime.hyper
     inner_keys = jax.random.split(key, num_updates + 1)
@@ -67,8 +87,7 @@ def lifetime_meta_loss(
         critic_state, stats["critic_loss"] = train_critic(critic_state, rollout)
         return (agent_state, critic_state, env_carry), (targets, stats)
 
-    if remat:
-        inner_update = jax.checkpoint(inner_update)
+    inner_update = rematerialise(inner_update, remat)
     (agent_state, critic_state, env_carry), (inner_targets, inner_stats) = jax.lax.scan(
         inner_update, (lifetime.agent, lifetime.critic, lifetime.env_carry), inner_keys[:-1])
 

@@ -190,13 +190,27 @@ def record_progress(
     )
 
 
+def _all_lifetimes(x: jax.Array, axis_name: str | None) -> jax.Array:
+    """[L_local] → [L] in global lifetime order (identity when the group is not sharded)."""
+    return x if axis_name is None else jax.lax.all_gather(x, axis_name, tiled=True)
+
+
+def _sum_over_lifetimes(x: jax.Array, axis_name: str | None) -> jax.Array:
+    total = jnp.sum(x)
+    return total if axis_name is None else jax.lax.psum(total, axis_name)
+
+
 def reset_finished(
-    spec: GroupSpec, group: GroupState, entropy: jax.Array, key: jax.Array,
-    bandit_cfg: BanditConfig, entropy_floor: float,
+    spec: GroupSpec, group: GroupState, entropy: jax.Array, keys: jax.Array,
+    bandit_cfg: BanditConfig, entropy_floor: float, axis_name: str | None = None,
 ) -> tuple[GroupState, dict[str, jax.Array]]:
     """Resets lifetimes that ended (budget, zero entropy, non-finite) and feeds the bandit.
 
-    entropy: [L] mean policy entropy of each lifetime's latest rollout.
+    group.lifetimes, entropy ([L] mean policy entropy of each lifetime's latest rollout) and keys
+    ([L] one PRNG key per lifetime, used only if it is reset) hold this device's lifetimes when
+    the group is sharded under `shard_map` over `axis_name`; the bandit is replicated and gets
+    every device's records (all-gathered, in global lifetime order, so the result does not depend
+    on the device count).
     """
     lifetimes = group.lifetimes
     finite = jax.vmap(lambda a, c: _tree_all_finite((a.params, c.params)))(lifetimes.agent, lifetimes.critic)
@@ -205,25 +219,27 @@ def reset_finished(
     collapsed = finite & (entropy <= entropy_floor)
     reset = out_of_budget | collapsed | ~finite
     finals = jax.vmap(final_return)(lifetimes)
+    finished = out_of_budget & finite
+    gather = lambda x: _all_lifetimes(x, axis_name)
     bandit = bandit_lib.record_many(
-        group.bandit, lifetimes.arm, finals, out_of_budget & finite & lifetimes.feeds_bandit)
+        group.bandit, gather(lifetimes.arm), gather(finals), gather(finished & lifetimes.feeds_bandit))
 
     def replace_reset(lifetimes):
-        keys = jax.random.split(key, spec.num_lifetimes)
         fresh = jax.vmap(lambda k: new_lifetime(
             spec, k, bandit, bandit_cfg, spec.lifetime_steps, True))(keys)
         return jax.tree.map(
             lambda new, old: jnp.where(reset.reshape(reset.shape + (1,) * (old.ndim - 1)), new, old),
             fresh, lifetimes)
 
-    # Sampling L fresh lifetimes (tables of up to 8064 states) costs more than a select; most
-    # meta-steps reset nobody, so only pay for it when someone is reset.
+    # Sampling fresh lifetimes (tables of up to 8064 states) costs more than a select; most
+    # meta-steps reset nobody, so only pay for it when someone (on this device) is reset.
     lifetimes = jax.lax.cond(jnp.any(reset), replace_reset, lambda l: l, lifetimes)
+    total = lambda x: _sum_over_lifetimes(x, axis_name)
+    num_finished = total(finished)
     stats = dict(
-        resets_budget=jnp.sum(out_of_budget & finite),
-        resets_entropy=jnp.sum(collapsed & ~out_of_budget),
-        resets_nonfinite=jnp.sum(~finite),
-        finished_return=jnp.sum(jnp.where(out_of_budget & finite, finals, 0.0))
-        / jnp.maximum(jnp.sum(out_of_budget & finite), 1),
+        resets_budget=num_finished,
+        resets_entropy=total(collapsed & ~out_of_budget),
+        resets_nonfinite=total(~finite),
+        finished_return=total(jnp.where(finished, finals, 0.0)) / jnp.maximum(num_finished, 1),
     )
     return GroupState(lifetimes=lifetimes, bandit=bandit), stats
