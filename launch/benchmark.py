@@ -9,7 +9,13 @@ Sections:
   a2c:  A2C training env-steps/s on tabular/dense and random/dense (vmapped / chunked lifetimes).
   metatest: env-steps/s of training fresh agents with a frozen LPG (LSTM-256) vs A2C.
   meta: LPG meta-training at the paper architecture (LSTM-256, m=30, T=20, 64 envs, K=5,
-        64 lifetimes, tabular/dense): inner env-steps/s, compile time, peak RSS.
+        64 lifetimes, tabular/dense): inner env-steps/s, compile time, XLA buffer sizes, peak
+        RSS, matmul FLOPs per meta-step (lpg/profiling.py) and their rate as a fraction of this
+        machine's matmul peak, measured in the same run. --profile_dir adds a jax.profiler trace.
+  compile: CPU default config (lpg.py:cpu) start-up as launch/train.py does it: cold, warm with
+        JAX's persistent cache only, warm with the executable cache (fresh process each).
+  memory: the meta section's step with K = 5 vs K = 20 (fresh process each).
+  devices: the meta section's step sharded over 1, 2, 4 fake CPU devices (fresh process each).
 Every figure is the median over `--repeats` timed runs after one compile run; compile times are
 measured separately with `jit(...).lower(...).compile()`. Peak RSS is the process high-water mark
 after each section. The machine is shared: compare variants within one run.
@@ -22,6 +28,9 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 from absl import app
@@ -31,14 +40,20 @@ import jax.numpy as jnp
 
 import envs
 from envs import base as env_base
+from lpg import profiling
 from lpg import training
 from lpg import types
 from lpg.meta import population
+from lpg.meta import sharding
 from lpg.meta import trainer as trainer_lib
 from lpg.rules import a2c
 from lpg.rules import lpg as lpg_rule
 
-_SECTIONS = flags.DEFINE_list("sections", ["envs", "a2c", "metatest", "meta"], "Which benchmarks to run.")
+_SECTIONS = flags.DEFINE_list("sections", ["envs", "a2c", "metatest", "meta", "compile", "memory", "devices"],
+                              "Which benchmarks to run.")
+_REMAT = flags.DEFINE_enum("remat", "full", ["full", "dots", "none"], "Remat policy for the meta section.")
+_PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trace of 2 meta-steps here.")
+_PROBE = flags.DEFINE_string("probe", "", "Internal: run one measurement (JSON spec) and print JSON.")
 _HIDDEN = flags.DEFINE_integer("hidden", 256, "LSTM width for the meta/metatest sections.")
 _K = flags.DEFINE_integer("K", 5, "Updates per meta-gradient for the meta section.")
 _META_LIFETIMES = flags.DEFINE_integer("meta_lifetimes", 64, "Lifetimes for the meta section.")
@@ -48,6 +63,15 @@ _ENV_STEPS = flags.DEFINE_integer("env_steps", 200, "Steps per timed env rollout
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak resident memory. VmHWM from /proc (reset by exec) where available:
+    ru_maxrss survives fork+exec on Linux, so a probe process would report its parent's peak."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -170,25 +194,46 @@ def bench_metatest(repeats: int) -> dict:
     return out
 
 
-def bench_meta(repeats: int) -> dict:
-    """Meta-training throughput at the paper architecture (issue 3/4 target).
+def _matmul_gflops(m: int, k: int, n: int, repeats: int) -> float:
+    """Median GFLOP/s of an f32 [m, k] @ [k, n] matmul (jitted, inputs on device)."""
+    a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32)
+    compiled = jax.jit(jnp.matmul).lower(a, b).compile()
+    return 2.0 * m * k * n / _time_compiled(compiled, a, b, repeats=max(repeats, 5)) / 1e9
 
-    LSTM-256, m = 30, T = 20, 64 envs per lifetime, K = 5, 64 lifetimes, tabular/dense. A
-    meta-step takes K updates + 1 meta-objective rollout per lifetime; `inner_env_steps_per_s`
-    counts only the K updates' steps, `all_env_steps_per_s` counts all of them.
-    """
+
+def bench_matmul(repeats: int) -> dict:
+    """This machine's dense f32 matmul rate: a large square one and the LPG LSTM gate matmul
+    ([64 lifetimes · 64 envs, 256 + 6] @ [262, 4 · 256]). The peak is the larger of the two."""
+    out = {"square_2048_gflops": _matmul_gflops(2048, 2048, 2048, repeats),
+           "lstm_4096x262x1024_gflops": _matmul_gflops(4096, 262, 1024, repeats)}
+    out["peak_gflops"] = max(out.values())
+    return out
+
+
+def paper_trainer(num_updates: int = 5, num_lifetimes: int = 64, hidden: int = 256, mesh=None,
+                  remat: str = "full", lifetimes_per_chunk: int = 0) -> trainer_lib.MetaTrainer:
+    """The issue-4 benchmark configuration: LSTM-256, m = 30, T = 20, 64 envs per lifetime, K = 5,
+    64 lifetimes of tabular/dense (full 3M-step lifetimes)."""
     task = envs.make("tabular/dense")
     agent = training.build_agent(task, y_dim=30)
-    spec = population.GroupSpec(task=task, agent=agent, critic=agent,
-                                num_lifetimes=_META_LIFETIMES.value, num_envs=64,
-                                lifetime_steps=task.lifetime_steps)
-    trainer = trainer_lib.MetaTrainer(rule=lpg_rule.LPG(hidden_size=_HIDDEN.value, y_dim=30),
-                                      groups=(spec,), num_updates=_K.value, unroll_length=20)
-    state = trainer.init(jax.random.key(0))
-    step = jax.jit(trainer.step, donate_argnums=0)
+    spec = population.GroupSpec(task=task, agent=agent, critic=agent, num_lifetimes=num_lifetimes,
+                                num_envs=64, lifetime_steps=task.lifetime_steps)
+    return trainer_lib.MetaTrainer(rule=lpg_rule.LPG(hidden_size=hidden, y_dim=30), groups=(spec,),
+                                   num_updates=num_updates, unroll_length=20, remat=remat,
+                                   lifetimes_per_chunk=lifetimes_per_chunk, mesh=mesh)
+
+
+def measure_meta(trainer: trainer_lib.MetaTrainer, repeats: int, count_flops: bool = True) -> dict:
+    """Times `trainer`'s compiled meta-step (median of `repeats` after one warm-up)."""
     start = time.perf_counter()
-    compiled = step.lower(state).compile()
+    state = trainer.jit_init()(jax.random.key(0))
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - start
+    start = time.perf_counter()
+    compiled = trainer.compiled_step()
     compile_s = time.perf_counter() - start
+    memory = compiled.memory_analysis()
     state, _ = compiled(state)  # warm-up
     jax.block_until_ready(state)
     times = []
@@ -198,17 +243,144 @@ def bench_meta(repeats: int) -> dict:
         jax.block_until_ready(state)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
+    spec = trainer.groups[0]
     inner = spec.num_lifetimes * trainer.num_updates * trainer.unroll_length * spec.num_envs
-    return {
-        "config": {"hidden": _HIDDEN.value, "y_dim": 30, "T": 20, "num_envs": 64, "K": _K.value,
-                   "lifetimes": spec.num_lifetimes, "task": "tabular/dense"},
+    out = {
+        "config": {"hidden": trainer.rule.hidden_size, "y_dim": trainer.rule.y_dim,
+                   "T": trainer.unroll_length, "num_envs": spec.num_envs, "K": trainer.num_updates,
+                   "lifetimes": spec.num_lifetimes, "task": spec.task.name, "remat": trainer.remat,
+                   "lifetimes_per_chunk": trainer.lifetimes_per_chunk, "devices": trainer.num_devices},
         "seconds_per_meta_step": seconds,
+        "all_step_seconds": times,
         "inner_env_steps_per_s": inner / seconds,
+        "inner_env_steps_per_s_per_device": inner / seconds / trainer.num_devices,
         "all_env_steps_per_s": spec.num_lifetimes * trainer.steps_per_meta_step(spec) / seconds,
         "compile_s": compile_s,
+        "init_s": init_s,
+        # XLA's buffer assignment for the step, per device: the honest memory figure on CPU too.
+        "xla_temp_mib": memory.temp_size_in_bytes / 2**20,
+        "xla_argument_mib": memory.argument_size_in_bytes / 2**20,
+        "xla_output_mib": memory.output_size_in_bytes / 2**20,
         "peak_rss_mib": _peak_rss_mib(),
         "meta_loss_finite": bool(jnp.isfinite(metrics["meta_loss"])),
     }
+    if count_flops:
+        flops = profiling.matmul_flops(trainer.step, trainer.abstract_state())
+        out["matmul_gflop_per_meta_step"] = flops / 1e9
+        out["achieved_gflops"] = flops / seconds / 1e9
+        out["xla_cost_analysis_gflop (while bodies counted once)"] = (
+            compiled.cost_analysis().get("flops", float("nan")) / 1e9)
+    return out
+
+
+def bench_meta(repeats: int) -> dict:
+    """Meta-training throughput at the paper architecture (issue 3/4 target), its matmul FLOP/s
+    as a fraction of this machine's matmul peak measured in the same run, and an optional
+    jax.profiler trace of a few steps (--profile_dir)."""
+    peak = bench_matmul(repeats)
+    trainer = paper_trainer(_K.value, _META_LIFETIMES.value, _HIDDEN.value, remat=_REMAT.value)
+    out = measure_meta(trainer, repeats)
+    out["matmul_peak"] = peak
+    out["fraction_of_matmul_peak"] = out["achieved_gflops"] / peak["peak_gflops"]
+    if _PROFILE_DIR.value:
+        compiled = trainer.compiled_step()
+        state = trainer.jit_init()(jax.random.key(0))
+        state, _ = compiled(state)
+        with jax.profiler.trace(_PROFILE_DIR.value):
+            for _ in range(2):
+                state, _ = compiled(state)
+            jax.block_until_ready(state)
+        out["profile_dir"] = _PROFILE_DIR.value
+    return out
+
+
+# --- sections that need fresh processes (a device count, an empty compilation cache) ---------
+
+
+def _probe(kind: str, devices: int = 1, **kwargs) -> dict:
+    """Runs `python -m launch.benchmark --probe=...` with `devices` fake CPU devices; its JSON."""
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    cmd = [sys.executable, "-m", "launch.benchmark", "--probe=" + json.dumps({"kind": kind, **kwargs})]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if proc.returncode != 0:
+        raise RuntimeError(f"probe {kind} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_probe(spec: dict) -> dict:
+    kind = spec.pop("kind")
+    if kind == "meta":  # the paper-architecture meta-step sharded over this process's devices
+        trainer = paper_trainer(mesh=sharding.population_mesh(), **spec.pop("trainer", {}))
+        return measure_meta(trainer, **spec)
+    if kind == "compile":  # the CPU default config, as launch/train.py compiles it
+        from experiments.configs import lpg as lpg_configs  # pylint: disable=g-import-not-at-top
+        from launch import build  # pylint: disable=g-import-not-at-top
+        from launch import checkpoints  # pylint: disable=g-import-not-at-top
+        from launch import train_loop  # pylint: disable=g-import-not-at-top
+
+        train_loop.enable_compilation_cache(spec["cache_dir"])
+        start = time.perf_counter()
+        config = lpg_configs.get_config("cpu")
+        mesh = sharding.population_mesh()
+        trainer = build.make_trainer(config, mesh)
+        build_s = time.perf_counter() - start
+        state, step_fn, loaded = train_loop.prepare(
+            trainer, jax.random.key(0), train_loop.program_config(checkpoints.config_to_json(config)),
+            mesh, os.path.join(spec["cache_dir"], "executables") if spec["executables"] else "")
+        jax.block_until_ready(state)
+        ready_s = time.perf_counter() - start
+        state, _ = step_fn(state)
+        jax.block_until_ready(state)
+        return {"build_s": build_s, "init_and_step_ready_s": ready_s - build_s,
+                "first_step_done_s": time.perf_counter() - start, "step_loaded_from_cache": loaded}
+    raise app.UsageError(f"unknown probe kind {kind!r}")
+
+
+def bench_compile(repeats: int) -> dict:
+    """Start-up of the CPU default config (lpg.py:cpu) as launch/train.py does it
+    (train_loop.prepare: build, then init and the meta-step compiled on two threads), each in a
+    fresh process: cold (empty cache dir), warm with JAX's persistent compilation cache only
+    (tracing and lowering still run), and warm with the executable cache too (the default).
+    `init_and_step_ready_s` is the compile time; medians over 3 rounds."""
+    del repeats
+    runs = {"cold": [], "warm_jax_cache_only": [], "warm": []}
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as cache_dir:
+            runs["cold"].append(_probe("compile", cache_dir=cache_dir, executables=True))
+            runs["warm"].append(_probe("compile", cache_dir=cache_dir, executables=True))
+            runs["warm_jax_cache_only"].append(_probe("compile", cache_dir=cache_dir, executables=False))
+    out = {}
+    for name, rs in runs.items():
+        out[name] = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "step_loaded_from_cache"}
+        out[name]["step_loaded_from_cache"] = [r["step_loaded_from_cache"] for r in rs]
+    out["runs"] = runs
+    return out
+
+
+def bench_memory(repeats: int) -> dict:
+    """Peak memory of the paper-architecture meta-step with K = 5 and K = 20 (remat "full"), each
+    in its own process: XLA's temp buffer size and the process's peak RSS."""
+    del repeats
+    out = {}
+    for k in (5, 20):
+        out[f"K={k}"] = _probe("meta", trainer={"num_updates": k}, repeats=1, count_flops=False)
+    for field in ("xla_temp_mib", "peak_rss_mib"):
+        out[f"ratio_K20_over_K5_{field}"] = out["K=20"][field] / out["K=5"][field]
+    return out
+
+
+def bench_devices(repeats: int) -> dict:
+    """Paper-architecture meta-training with the 64 lifetimes sharded over 1, 2, 4 fake CPU
+    devices (one process each). The fake devices share the same 2 cores, so the total should stay
+    flat and the per-device rate fall as 1/N; a drop in the total is sharding overhead."""
+    out = {}
+    for n in (1, 2, 4):
+        out[f"{n}_devices"] = _probe("meta", devices=n, repeats=repeats, count_flops=False)
+    base = out["1_devices"]["inner_env_steps_per_s"]
+    for n in (2, 4):
+        out[f"total_throughput_{n}_over_1"] = out[f"{n}_devices"]["inner_env_steps_per_s"] / base
+    return out
 
 
 def main(argv):
@@ -218,7 +390,11 @@ def main(argv):
                     "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    sections = {"envs": bench_envs, "a2c": bench_a2c, "metatest": bench_metatest, "meta": bench_meta}
+    if _PROBE.value:
+        print(json.dumps(run_probe(json.loads(_PROBE.value))))
+        return
+    sections = {"envs": bench_envs, "a2c": bench_a2c, "metatest": bench_metatest, "meta": bench_meta,
+                "compile": bench_compile, "memory": bench_memory, "devices": bench_devices}
     for name in _SECTIONS.value:
         if name not in sections:
             raise app.UsageError(f"--sections: unknown section {name!r}; allowed: {sorted(sections)}")

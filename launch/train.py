@@ -16,8 +16,10 @@ lpg/meta/sharding.py); each task's lifetimes must divide evenly by the device co
     GKE environment, or from `--coordinator_address --num_processes --process_id` (e.g. several
     local CPU processes). The workdir must be on storage every host sees; only process 0 logs.
     Recipes: launch/tpu_pod.sh, launch/local_gpu.sh, BUILD_NOTES.md.
-  * debugging: `--config.debug` shrinks every shape, disables jit and checks for NaNs, so
-    Python breakpoints and prints work inside the meta-step.
+  * debugging: `--config.debug` shrinks every shape (a meta-step compiles in seconds) and
+    turns on jax_debug_nans (the op that made a NaN is re-run op by op and named). Adding the
+    environment variable JAX_DISABLE_JIT=1 runs everything op by op, so breakpoints and prints
+    work inside the meta-step (minutes per meta-step even at debug shapes).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _EVALUATE = flags.DEFINE_bool("evaluate", False, "Evaluate the final rule after training.")
 _CACHE_DIR = flags.DEFINE_string(
     "compilation_cache", os.path.expanduser("~/.cache/lpg/jax_compilation_cache"),
-    "Persistent XLA compilation cache directory ('' disables).")
+    "Persistent XLA compilation cache directory, and compiled executables under "
+    "<dir>/executables (launch/executables.py); '' disables both.")
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", False, "Call jax.distributed.initialize() first (every host runs this command).")
 _COORDINATOR = flags.DEFINE_string(
@@ -88,12 +91,12 @@ def main(argv):
     config = _CONFIG.value
     if config.get("debug", False):
         config = train_loop.debug_config(config, jax.device_count())
-        jax.config.update("jax_disable_jit", True)
         jax.config.update("jax_debug_nans", True)
-        logging.warning("debug mode: tiny shapes, jit disabled, NaN checks on")
+        logging.warning("debug mode: tiny shapes, NaN checks on (JAX_DISABLE_JIT=1 for op-by-op)")
     else:
         train_loop.enable_compilation_cache(_CACHE_DIR.value)
-    train_loop.train(config, _WORKDIR.value)
+    executable_cache = os.path.join(_CACHE_DIR.value, "executables") if _CACHE_DIR.value and not config.get("debug", False) else ""
+    train_loop.train(config, _WORKDIR.value, executable_cache=executable_cache)
     if _EVALUATE.value and jax.process_index() == 0:
         from launch import eval_report  # pylint: disable=g-import-not-at-top
 

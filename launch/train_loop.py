@@ -5,6 +5,7 @@ No flags here (launch/train.py parses them), so tests and other scripts can call
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import tqdm
 
 from launch import build
 from launch import checkpoints
+from launch import executables
 from launch import metrics as metrics_lib
 from lpg.meta import sharding
 
@@ -32,7 +34,8 @@ def enable_compilation_cache(path: str) -> None:
 
 def debug_config(config, num_devices: int):
     """`--config.debug`: the same config with every shape tiny (one lifetime per device per task),
-    so a meta-step runs in seconds with jit disabled. Returns a copy."""
+    so a meta-step compiles and runs in seconds (and op by op under JAX_DISABLE_JIT=1 in minutes).
+    Returns a copy."""
     config = config.copy_and_resolve_references()
     config.rule.hidden_size = 8
     config.rule.y_dim = 4
@@ -88,11 +91,42 @@ class _StopRequested:
         self.requested = True
 
 
-def train(config, workdir: str, mesh=None) -> str:
+def prepare(trainer, key, program_config: dict, mesh, executable_cache: str = "", restore=None):
+    """(initial state, meta-step function, whether the step was loaded from the cache).
+
+    The meta-step compiles (or loads, launch/executables.py) on a second thread while this one
+    restores (`restore()`) or builds the initial state: XLA releases the GIL, so start-up costs
+    max(step, init) rather than the sum. Under JAX_DISABLE_JIT=1 nothing compiles (op-by-op debugging).
+    """
+    if jax.config.jax_disable_jit:
+        return (restore() if restore else trainer.init(key)), trainer.step, False
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        step_future = pool.submit(
+            executables.load_or_compile, executable_cache, "step", program_config, mesh,
+            trainer.compiled_step)
+        if restore is not None:
+            state = restore()  # onto this mesh, whatever mesh or process count wrote it
+        else:
+            init_fn, _ = executables.load_or_compile(
+                executable_cache, "init", program_config, mesh,
+                lambda: trainer.jit_init().lower(key).compile())
+            state = init_fn(key)
+        # Sharded over the mesh, the incoming state donated, compiled once up front.
+        step_fn, loaded = step_future.result()
+    return state, step_fn, loaded
+
+
+def program_config(config_json: dict) -> dict:
+    """What the compiled programs depend on: the config minus settings that may change on resume."""
+    return {k: v for k, v in _flatten(config_json).items() if not k.startswith(RESUMABLE_CHANGES)}
+
+
+def train(config, workdir: str, mesh=None, executable_cache: str = "") -> str:
     """Runs (or resumes) meta-training; returns the checkpoint directory.
 
     mesh: the population mesh; default all devices of all processes (sharding.population_mesh()).
     With several processes (jax.distributed) every process runs this same function.
+    executable_cache: directory of compiled executables (launch/executables.py); '' disables.
     """
     mesh = sharding.population_mesh() if mesh is None else mesh
     trainer = build.make_trainer(config, mesh)  # validates every value before any work
@@ -102,21 +136,22 @@ def train(config, workdir: str, mesh=None) -> str:
     ckpt = checkpoints.Checkpointer(ckpt_dir, max_to_keep=int(config.keep_checkpoints))
 
     key = jax.random.key(int(config.seed))
-    if ckpt.latest_step() is not None:
+    resuming = ckpt.latest_step() is not None
+    if resuming:
         check_resume_compatible(ckpt.restore_config(), config_json)
-        state, _ = ckpt.restore(trainer.abstract_state())  # onto this mesh, whatever wrote it
-        logging.info("resumed from step %d", int(state.step))
-    else:
-        state = trainer.jit_init()(key)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config_json, f, indent=2)
 
     compile_start = time.perf_counter()
-    if jax.config.jax_disable_jit:  # --config.debug: run the step op by op
-        step_fn = trainer.step
-    else:  # sharded over the mesh, the incoming state donated, compiled once up front
-        step_fn = trainer.compiled_step()
+    state, step_fn, step_loaded = prepare(
+        trainer, key, program_config(config_json), mesh, executable_cache,
+        restore=(lambda: ckpt.restore(trainer.abstract_state())[0]) if resuming else None)
+    if resuming:
+        logging.info("resumed from step %d", int(state.step))
+    if jax.process_index() == 0:
+        tqdm.tqdm.write(f"initial state and meta-step ready in {time.perf_counter() - compile_start:.1f}s "
+                        f"({'loaded from ' + executable_cache if step_loaded else 'compiled'})")
     writer = metrics_lib.MetricsWriter(workdir)
     stop = _StopRequested()
     env_steps_per_meta_step = sum(

@@ -34,18 +34,31 @@ class LifetimeState:
 
 
 def _env_dimensions(task: task_lib.Task) -> tuple[int, int | None, tuple[int, ...]]:
-    """(num_actions, num_states or None, unbatched observation shape) of a task's environment."""
+    """(num_actions, num_states or None, unbatched observation shape) of a task's environment.
+
+    Works on abstract environment parameters (jax.eval_shape, no computation): sampling concrete
+    parameters op by op cost ~1.4 s per task of start-up time. An environment whose action count
+    or `num_states(params)` needs concrete values gets them from one jitted sample instead.
+    """
     env = task.env
-    # Shapes must be Python ints even when this runs under an outer jit trace.
-    with jax.ensure_compile_time_eval():
-        params = task.sample_params(jax.random.key(0))
-        num_actions = int(env.action_space(params).n)
-        num_states = getattr(env, "num_states", None)
-        if callable(num_states):  # envs.base allows `num_states(params)` as a method
-            num_states = num_states(params)
-        num_states = None if num_states is None else int(num_states)
-    obs = jax.eval_shape(lambda key: env.reset(key, params)[0], jax.random.key(0))
+    key = jax.random.key(0)
+    params = jax.eval_shape(task.sample_params, key)
+    try:
+        num_actions, num_states = _action_and_state_counts(env, params)
+    except (jax.errors.ConcretizationTypeError, TypeError):
+        with jax.ensure_compile_time_eval():  # Python ints even under an outer jit trace
+            params = jax.jit(task.sample_params)(key)
+            num_actions, num_states = _action_and_state_counts(env, params)
+    obs = jax.eval_shape(lambda k, p: env.reset(k, p)[0], key, params)
     return num_actions, num_states, tuple(obs.shape)
+
+
+def _action_and_state_counts(env, params) -> tuple[int, int | None]:
+    num_actions = int(env.action_space(params).n)
+    num_states = getattr(env, "num_states", None)
+    if callable(num_states):  # envs.base allows `num_states(params)` as a method
+        num_states = num_states(params)
+    return num_actions, None if num_states is None else int(num_states)
 
 
 def build_agent(

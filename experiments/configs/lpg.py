@@ -3,7 +3,7 @@
     python -m launch.train --config experiments/configs/lpg.py:cpu       --workdir runs/cpu
     python -m launch.train --config experiments/configs/lpg.py:tabular   --workdir runs/tab
     python -m launch.train --config experiments/configs/lpg.py:grids_chains --workdir runs/gc
-    python -m launch.train --config experiments/configs/lpg.py:paper     --workdir gs://...
+    python -m launch.train --config experiments/configs/lpg.py:paper     --workdir /shared/paper --multihost  # launch/tpu_pod.sh
 
 Presets:
   cpu           the default: small enough to show meta-training progress in minutes on 2 CPU cores.
@@ -33,7 +33,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.preset = preset
     c.seed = 0
-    c.debug = False  # True: tiny shapes, jit disabled, NaN checks (launch/train.py)
+    c.debug = False  # True: tiny shapes and NaN checks (launch/train.py)
 
     c.rule = ml_collections.ConfigDict()
     c.rule.hidden_size = 256  # LSTM width

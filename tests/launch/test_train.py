@@ -1,5 +1,6 @@
 """Tests of the meta-training launcher: smoke run, checkpoints, exact resume, bad input."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -125,6 +126,8 @@ def test_non_finite_state_is_never_saved_over_a_good_checkpoint(tmp_path):
     ("meta.num_updates=500", "more than the lifetime"),
     ("rule.hidden_size=0", "hidden_size"),
     ("meta.learning_rate=-0.1", "learning_rate"),
+    ("meta.remat='partial'", "remat must be one of"),
+    ("meta.lifetimes_per_chunk=3", "lifetimes_per_chunk=3 does not divide"),
 ])
 def test_bad_config_values_fail_before_work(tmp_path, override, message):
     config = tiny_config()
@@ -164,3 +167,27 @@ def test_launcher_two_step_smoke_run(tmp_path):
     assert len(lines) == 3 and lines[0].startswith("step,")
     assert (workdir / "checkpoints" / "2").is_dir()
     assert (workdir / "rule" / "meta_params.msgpack").is_file()
+
+
+def test_launcher_debug_mode_runs_tiny_shapes(tmp_path):
+    workdir = tmp_path / "debug"
+    result = _launch(["--workdir", str(workdir), "--config.debug", "--config.meta.tasks=chain/short"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "debug mode" in result.stderr
+    lines = (workdir / "metrics.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 3  # header + 3 meta-steps
+    saved = json.loads((workdir / "config.json").read_text())
+    assert saved["rule"]["hidden_size"] == 8 and saved["meta"]["num_envs"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--process_id=0"], "need --multihost"),
+    (["--multihost", "--process_id=0"], "go together"),
+    (["--multihost", "--coordinator_address=localhost:1", "--num_processes=2", "--process_id=2"],
+     "--process_id=2 must be in"),
+])
+def test_launcher_rejects_bad_multihost_flags(tmp_path, args, message):
+    result = _launch(["--workdir", str(tmp_path / "run"), *args], tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
