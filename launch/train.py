@@ -48,9 +48,30 @@ _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 (default: auto-detected on TPU/SLURM/GKE).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Total processes (default: auto-detected).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (default: auto-detected).")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", -1,
+    "CPU only: split the host into this many XLA devices, each running a shard of the population "
+    "on its own core (measured +28% for the CPU default on 2 cores, BUILD_NOTES.md). -1: the "
+    "largest divisor of config.meta.lifetimes_per_task not above the core count; 0: XLA's default "
+    "(one CPU device). Ignored with --multihost or when XLA_FLAGS already sets a device count.")
 _CPU_COLLECTIVES = flags.DEFINE_enum(
     "cpu_collectives", "gloo", ["gloo", "mpi", "none"],
     "Cross-process collectives for CPU devices (multi-process CPU runs need gloo or mpi).")
+
+
+def split_cpu_into_devices(lifetimes_per_task: int) -> int:
+    """Sets XLA_FLAGS so the CPU backend has several devices (before JAX starts); returns how many
+    (0: left alone). Other backends are unaffected: the mesh uses the default backend's devices."""
+    flag = "--xla_force_host_platform_device_count"
+    if _MULTIHOST.value or flag in os.environ.get("XLA_FLAGS", "") or _CPU_DEVICES.value == 0:
+        return 0
+    count = _CPU_DEVICES.value
+    if count < 0:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        count = max(d for d in range(1, max(cores, 1) + 1) if lifetimes_per_task % d == 0)
+    if count > 1:
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flag}={count}".strip()
+    return count
 
 
 def initialize_distributed() -> None:
@@ -83,12 +104,15 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     if not _MULTIHOST.value and any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
         raise app.UsageError("--coordinator_address/--num_processes/--process_id need --multihost")
+    if _CPU_DEVICES.value < -1:
+        raise app.UsageError(f"--cpu_devices must be -1 (auto), 0 (off) or positive, got {_CPU_DEVICES.value}")
+    config = _CONFIG.value
+    split_cpu_into_devices(int(config.meta.lifetimes_per_task))
     if _MULTIHOST.value:
         initialize_distributed()
     import jax  # pylint: disable=g-import-not-at-top
     from launch import train_loop  # pylint: disable=g-import-not-at-top
 
-    config = _CONFIG.value
     if config.get("debug", False):
         config = train_loop.debug_config(config, jax.device_count())
         jax.config.update("jax_debug_nans", True)
