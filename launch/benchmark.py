@@ -212,14 +212,16 @@ def bench_matmul(repeats: int) -> dict:
 
 
 def paper_trainer(num_updates: int = 5, num_lifetimes: int = 64, hidden: int = 256, mesh=None,
-                  remat: str = "full", lifetimes_per_chunk: int = 0) -> trainer_lib.MetaTrainer:
+                  remat: str = "full", lifetimes_per_chunk: int = 0,
+                  matmul_dtype: str = "float32") -> trainer_lib.MetaTrainer:
     """The issue-4 benchmark configuration: LSTM-256, m = 30, T = 20, 64 envs per lifetime, K = 5,
     64 lifetimes of tabular/dense (full 3M-step lifetimes)."""
     task = envs.make("tabular/dense")
     agent = training.build_agent(task, y_dim=30)
     spec = population.GroupSpec(task=task, agent=agent, critic=agent, num_lifetimes=num_lifetimes,
                                 num_envs=64, lifetime_steps=task.lifetime_steps)
-    return trainer_lib.MetaTrainer(rule=lpg_rule.LPG(hidden_size=hidden, y_dim=30), groups=(spec,),
+    rule = lpg_rule.LPG(hidden_size=hidden, y_dim=30, matmul_dtype=matmul_dtype)
+    return trainer_lib.MetaTrainer(rule=rule, groups=(spec,),
                                    num_updates=num_updates, unroll_length=20, remat=remat,
                                    lifetimes_per_chunk=lifetimes_per_chunk, mesh=mesh)
 
@@ -247,6 +249,7 @@ def measure_meta(trainer: trainer_lib.MetaTrainer, repeats: int, count_flops: bo
     inner = spec.num_lifetimes * trainer.num_updates * trainer.unroll_length * spec.num_envs
     out = {
         "config": {"hidden": trainer.rule.hidden_size, "y_dim": trainer.rule.y_dim,
+                   "matmul_dtype": trainer.rule.matmul_dtype,
                    "T": trainer.unroll_length, "num_envs": spec.num_envs, "K": trainer.num_updates,
                    "lifetimes": spec.num_lifetimes, "task": spec.task.name, "remat": trainer.remat,
                    "lifetimes_per_chunk": trainer.lifetimes_per_chunk, "devices": trainer.num_devices},
@@ -282,6 +285,11 @@ def bench_meta(repeats: int) -> dict:
     out = measure_meta(trainer, repeats)
     out["matmul_peak"] = peak
     out["fraction_of_matmul_peak"] = out["achieved_gflops"] / peak["peak_gflops"]
+    # Side by side: the LSTM gate matmul on bf16 operands (rule.matmul_dtype), same everything else.
+    bf16 = measure_meta(paper_trainer(_K.value, _META_LIFETIMES.value, _HIDDEN.value, remat=_REMAT.value,
+                                      matmul_dtype="bfloat16"), repeats, count_flops=False)
+    out["bfloat16_lstm_matmul"] = {k: bf16[k] for k in ("seconds_per_meta_step", "all_step_seconds",
+                                                        "inner_env_steps_per_s", "compile_s")}
     if _PROFILE_DIR.value:
         compiled = trainer.compiled_step()
         state = trainer.jit_init()(jax.random.key(0))

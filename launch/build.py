@@ -39,9 +39,13 @@ def _positive(section: str, config, *names):
 
 def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
     _positive("rule", rule_config, "hidden_size", "y_dim")
+    # Rules saved before matmul_dtype existed were float32.
+    matmul_dtype = str(rule_config.get("matmul_dtype", "float32"))
+    if matmul_dtype not in lpg_rule.MATMUL_DTYPES:
+        raise ValueError(f"config.rule.matmul_dtype must be one of {lpg_rule.MATMUL_DTYPES}, got {matmul_dtype!r}")
     return lpg_rule.LPG(
         hidden_size=int(rule_config.hidden_size), y_dim=int(rule_config.y_dim),
-        y_softmax=bool(rule_config.y_softmax))
+        y_softmax=bool(rule_config.y_softmax), matmul_dtype=matmul_dtype)
 
 
 def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.MetaTrainer:

@@ -39,6 +39,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.rule.hidden_size = 256  # LSTM width
     c.rule.y_dim = 30  # m
     c.rule.y_softmax = True  # False: Fig. 7 'no softmax(y)' ablation
+    c.rule.matmul_dtype = "float32"  # "bfloat16": LSTM gate matmul on bf16 operands, f32 accumulation
 
     c.objective = ml_collections.ConfigDict()
     c.objective.y_entropy_cost = 1e-3  # β1

@@ -2,6 +2,7 @@
 
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -197,3 +198,21 @@ def test_critic_converges_where_every_sample_shares_a_state():
         values.append(float(critic.apply(state.params, jnp.int32(0)).value))
     assert max(values) < 1.5
     assert abs(values[-1] - 1.0) < 0.1
+
+
+def test_bfloat16_lstm_matmul_gives_nearly_the_same_meta_gradient(chain_trainer):
+    """rule.matmul_dtype='bfloat16' really runs a bf16 matmul, and its meta-gradient points the
+    same way as float32's (same η, lifetime and samples)."""
+    state = chain_trainer.init(jax.random.key(4))
+    spec = chain_trainer.groups[0]
+    lifetime = jax.tree.map(lambda x: x[0], state.groups[0].lifetimes)
+    bf16_trainer = _trainer([spec], rule=lpg_rule.LPG(hidden_size=8, y_dim=Y_DIM, matmul_dtype="bfloat16"))
+    bf16_loss = _lifetime_loss_fn(bf16_trainer, spec)
+    assert "bf16" in str(jax.make_jaxpr(bf16_loss)(state.meta_params, lifetime, jax.random.key(5)))
+    grads = [jax.flatten_util.ravel_pytree(jax.jit(jax.grad(_lifetime_loss_fn(t, spec)))(
+        state.meta_params, lifetime, jax.random.key(5)))[0] for t in (chain_trainer, bf16_trainer)]
+    cosine = float(grads[0] @ grads[1] / (jnp.linalg.norm(grads[0]) * jnp.linalg.norm(grads[1])))
+    assert cosine > 0.99, cosine
+    assert not np.array_equal(np.asarray(grads[0]), np.asarray(grads[1]))  # it did change something
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        lpg_rule.LPG(matmul_dtype="float16")
