@@ -107,9 +107,12 @@ def test_two_processes_match_one_and_their_checkpoint_restores_in_one_process(tm
         _check(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
     _check(subprocess.run(_train_cmd(one), env=_env(1), cwd=REPO, capture_output=True, text=True,
                           timeout=TIMEOUT))
-    # Only process 0 wrote logs; each process wrote its own shards of the checkpoint.
+    # Only process 0 wrote logs; each process wrote its own shards of the checkpoint (orbax's
+    # OCDBT layout keeps one directory per writing process).
     with open(os.path.join(two, "metrics.csv")) as f:
         assert len(f.read().splitlines()) == 1 + 4  # header + one row per meta-step, no duplicates
+    state_dir = os.path.join(two, "checkpoints", "4", "state")
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(os.listdir(state_dir)), os.listdir(state_dir)
 
     # Both checkpoints restore in one single-device process and hold the same state.
     out = str(tmp_path / "restored.npz")
