@@ -74,9 +74,11 @@ def cache_key(name: str, config: dict, mesh: jax.sharding.Mesh) -> str:
 def load_or_compile(directory: str, name: str, config: dict, mesh, compile_fn: Callable[[], Any]):
     """`compile_fn()` (a jax Compiled), or the same executable from `directory` if it is there.
 
-    directory: '' disables the cache. Returns (compiled, loaded: bool).
+    directory: '' disables the cache. Returns (compiled, loaded: bool). Multi-process programs
+    always compile (JAX's persistent cache still applies): serialising an executable that spans
+    processes was not tested here.
     """
-    if not directory:
+    if not directory or jax.process_count() > 1:
         return compile_fn(), False
     path = os.path.join(directory, f"{name}-{cache_key(name, config, mesh)}.jaxexe")
     if os.path.exists(path):
