@@ -113,13 +113,14 @@ def main(argv):
     import jax  # pylint: disable=g-import-not-at-top
     from launch import train_loop  # pylint: disable=g-import-not-at-top
 
+    executable_cache = ""
     if config.get("debug", False):
         config = train_loop.debug_config(config, jax.device_count())
         jax.config.update("jax_debug_nans", True)
         logging.warning("debug mode: tiny shapes, NaN checks on (JAX_DISABLE_JIT=1 for op-by-op)")
-    else:
+    elif _CACHE_DIR.value:
         train_loop.enable_compilation_cache(_CACHE_DIR.value)
-    executable_cache = os.path.join(_CACHE_DIR.value, "executables") if _CACHE_DIR.value and not config.get("debug", False) else ""
+        executable_cache = os.path.join(_CACHE_DIR.value, "executables")
     train_loop.train(config, _WORKDIR.value, executable_cache=executable_cache)
     if _EVALUATE.value and jax.process_index() == 0:
         from launch import eval_report  # pylint: disable=g-import-not-at-top

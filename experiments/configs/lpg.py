@@ -3,7 +3,8 @@
     python -m launch.train --config experiments/configs/lpg.py:cpu       --workdir runs/cpu
     python -m launch.train --config experiments/configs/lpg.py:tabular   --workdir runs/tab
     python -m launch.train --config experiments/configs/lpg.py:grids_chains --workdir runs/gc
-    python -m launch.train --config experiments/configs/lpg.py:paper     --workdir /shared/paper --multihost  # launch/tpu_pod.sh
+    python -m launch.train --config experiments/configs/lpg.py:paper     --workdir /shared/paper \
+        --multihost   # on every host of a pod: launch/tpu_pod.sh
 
 Presets:
   cpu           the default: small enough to show meta-training progress in minutes on 2 CPU cores.
