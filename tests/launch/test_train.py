@@ -12,28 +12,23 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments.configs import lpg as lpg_configs
 from launch import build
 from launch import checkpoints
 from launch import eval_report as evaluate
 from launch import train_loop as train
+from tests.launch import tiny_config as tiny_config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def tiny_config(steps=2) -> ml_collections.ConfigDict:
-    c = lpg_configs.get_config("cpu")
-    c.rule.hidden_size = 8
-    c.rule.y_dim = 4
+    """tests/launch/tiny_config.py narrowed to one chain task with 2 lifetimes of 200 steps
+    (resets happen within a few meta-steps)."""
+    c = tiny_config_lib.get_config()
     c.meta.tasks = "chain/short"
     c.meta.lifetimes_per_task = 2
-    c.meta.num_envs = 4
-    c.meta.unroll_length = 5
-    c.meta.num_updates = 2
-    c.meta.lifetime_scale = 0.0002  # 200-step lifetimes: resets happen within a few meta-steps
+    c.meta.lifetime_scale = 0.0002
     c.meta.steps = steps
-    c.log_every = 1
-    c.checkpoint_every = 2
     return c
 
 
