@@ -226,8 +226,10 @@ def paper_trainer(num_updates: int = 5, num_lifetimes: int = 64, hidden: int = 2
                                    lifetimes_per_chunk=lifetimes_per_chunk, mesh=mesh)
 
 
-def measure_meta(trainer: trainer_lib.MetaTrainer, repeats: int, count_flops: bool = True) -> dict:
-    """Times `trainer`'s compiled meta-step (median of `repeats` after one warm-up)."""
+def measure_meta(trainer: trainer_lib.MetaTrainer, repeats: int, count_flops: bool = True,
+                 profile_dir: str = "") -> dict:
+    """Times `trainer`'s compiled meta-step (median of `repeats` after one warm-up); with
+    `profile_dir`, then writes a jax.profiler trace of 2 more steps there."""
     start = time.perf_counter()
     state = trainer.jit_init()(jax.random.key(0))
     jax.block_until_ready(state)
@@ -245,6 +247,11 @@ def measure_meta(trainer: trainer_lib.MetaTrainer, repeats: int, count_flops: bo
         jax.block_until_ready(state)
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
+    if profile_dir:
+        with jax.profiler.trace(profile_dir):
+            for _ in range(2):
+                state, _ = compiled(state)
+            jax.block_until_ready(state)
     spec = trainer.groups[0]
     inner = spec.num_lifetimes * trainer.num_updates * trainer.unroll_length * spec.num_envs
     out = {
@@ -282,7 +289,7 @@ def bench_meta(repeats: int) -> dict:
     jax.profiler trace of a few steps (--profile_dir)."""
     peak = bench_matmul(repeats)
     trainer = paper_trainer(_K.value, _META_LIFETIMES.value, _HIDDEN.value, remat=_REMAT.value)
-    out = measure_meta(trainer, repeats)
+    out = measure_meta(trainer, repeats, profile_dir=_PROFILE_DIR.value)
     out["matmul_peak"] = peak
     out["fraction_of_matmul_peak"] = out["achieved_gflops"] / peak["peak_gflops"]
     # Side by side: the LSTM gate matmul on bf16 operands (rule.matmul_dtype), same everything else.
@@ -291,13 +298,6 @@ def bench_meta(repeats: int) -> dict:
     out["bfloat16_lstm_matmul"] = {k: bf16[k] for k in ("seconds_per_meta_step", "all_step_seconds",
                                                         "inner_env_steps_per_s", "compile_s")}
     if _PROFILE_DIR.value:
-        compiled = trainer.compiled_step()
-        state = trainer.jit_init()(jax.random.key(0))
-        state, _ = compiled(state)
-        with jax.profiler.trace(_PROFILE_DIR.value):
-            for _ in range(2):
-                state, _ = compiled(state)
-            jax.block_until_ready(state)
         out["profile_dir"] = _PROFILE_DIR.value
     return out
 

@@ -10,7 +10,6 @@ import ml_collections
 import envs
 from lpg import agent as agent_lib
 from lpg import training
-from lpg.meta import gradient
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
 from lpg.meta import sharding
@@ -54,18 +53,16 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.Me
     mesh: the population mesh (lpg.meta.sharding.population_mesh()); None: the default device.
     """
     meta = config.meta
-    _positive("meta", meta, "critic_learning_rate", "critic_learning_rate_tabular", "lifetimes_per_task", "num_envs", "unroll_length", "num_updates",
-              "lifetime_scale", "steps", "learning_rate", "max_grad_norm")
+    _positive("meta", meta, "critic_learning_rate", "critic_learning_rate_tabular",
+              "lifetimes_per_task", "num_envs", "unroll_length", "num_updates", "lifetime_scale",
+              "steps", "learning_rate", "max_grad_norm")
     if meta.agent_grad_clip < 0:
         raise ValueError(f"config.meta.agent_grad_clip must be >= 0 (0 disables), got {meta.agent_grad_clip}")
-    if meta.remat not in gradient.REMAT_POLICIES:
-        raise ValueError(f"config.meta.remat must be one of {gradient.REMAT_POLICIES}, got {meta.remat!r}")
-    if meta.lifetimes_per_chunk < 0:
-        raise ValueError(f"config.meta.lifetimes_per_chunk must be >= 0 (0: no chunking), got "
-                         f"{meta.lifetimes_per_chunk}")
+    tasks = parse_tasks(meta.tasks)
+    # The trainer checks this too (and remat, chunk >= 0); here the message names the config keys.
     num_devices = 1 if mesh is None else mesh.size
     try:
-        sharding.check_divisible({name: int(meta.lifetimes_per_task) for name in parse_tasks(meta.tasks)},
+        sharding.check_divisible({name: int(meta.lifetimes_per_task) for name in tasks},
                                  num_devices, int(meta.lifetimes_per_chunk))
     except ValueError as err:
         raise ValueError(f"config.meta.lifetimes_per_task={meta.lifetimes_per_task} / "
@@ -74,7 +71,7 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.Me
     rule = make_rule(config.rule)
     grad_clip = float(meta.agent_grad_clip) or None
     groups = []
-    for name in parse_tasks(meta.tasks):
+    for name in tasks:
         task = envs.make(name)
         agent = training.build_agent(task, y_dim=rule.y_dim, grad_clip=grad_clip)
         groups.append(population.GroupSpec(

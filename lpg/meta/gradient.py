@@ -3,8 +3,8 @@
 For one lifetime: scan K learner steps (each a fresh T-step rollout and one agent update with the
 rule), rematerialised per step with `jax.checkpoint` so memory grows with K only by one step's
 carry; then the updated agent θ_K acts for one more fresh rollout on which the meta-objective is
-evaluated with the critic's advantages (the critic trains on all K + 1 rollouts, off the gradient path). `jax.grad` of this w.r.t. η differentiates through the K
-updates (θ_K is a function of η via the rule's targets), truncated at the window start: the
+evaluated with the critic's advantages (the critic trains on all K + 1 rollouts, off the
+gradient path). `jax.grad` of this w.r.t. η differentiates through the K updates (θ_K is a function of η via the rule's targets), truncated at the window start: the
 incoming θ_0 is a constant (sliding window along the lifetime). Sampled actions and environment
 transitions carry no gradient.
 """

@@ -32,17 +32,13 @@ jax.monitoring.register_event_duration_secs_listener(
     lambda event, seconds, **kw: COMPILES.append(event) if event == "/jax/core/compile/backend_compile_duration" else None)
 
 
-def config():
-    return tiny_config.get_config()
-
-
 def leaves(state) -> dict[str, np.ndarray]:
     flat, _ = jax.tree_util.tree_flatten_with_path(checkpoints.keys_to_data(state))
     return {jax.tree_util.keystr(path): np.asarray(jax.device_get(x)) for path, x in flat}
 
 
 def run(mesh, chunk: int = 0):
-    c = config()
+    c = tiny_config.get_config()
     c.meta.lifetimes_per_chunk = chunk
     trainer = build.make_trainer(c, mesh)
     state = trainer.jit_init()(jax.random.key(int(c.seed)))
@@ -72,7 +68,7 @@ def devices(out: str) -> None:
             "meta_loss": float(metrics["meta_loss"]),
         }
     # Lifetimes that do not split over the devices are refused before any work.
-    bad = config()
+    bad = tiny_config.get_config()
     bad.meta.lifetimes_per_task = 6
     try:
         build.make_trainer(bad, sharding.population_mesh())
@@ -85,7 +81,7 @@ def devices(out: str) -> None:
 
 
 def restore(out: str, *workdirs: str) -> None:
-    trainer = build.make_trainer(config(), sharding.population_mesh())
+    trainer = build.make_trainer(tiny_config.get_config(), sharding.population_mesh())
     arrays = {}
     for i, workdir in enumerate(workdirs):
         ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"))
