@@ -2,7 +2,8 @@
 
 One agent update (`learner_step` = `unroll` + `agent_update`) is
   1. unroll T steps in B environments with the current policy (`unroll`, a `lax.scan`);
-  2. evaluate the network once on the T+1 observations, keeping its VJP (`jax.vjp`);
+  2. evaluate the network once on the T+1 observations, keeping its VJP (`jax.vjp`), and on the
+     T true successor states (bootstrap values and y(s_{t+1}) at episode ends);
   3. ask the rule for targets (π̂, ŷ, value target): a function of the meta-parameters η;
   4. differentiate the rule's loss w.r.t. the *network outputs* with the targets held fixed,
      and pull that back through the VJP to θ: Δθ ∝ E[∇_θ log π_θ(a|s) π̂ − α_y ∇_θ KL(y_θ(s)‖ŷ)]
@@ -166,7 +167,8 @@ def unroll(
       num_steps: T (static).
     Returns:
       (rollout, new_carry): rollout.observations [T+1, B, ...] (index T = new_carry.obs),
-      actions/rewards/terminated/truncated/episode_returns [T, B], action_mask [B, A].
+      next_observations [T, B, ...] (true successor states), actions/rewards/terminated/
+      truncated/episode_returns [T, B], action_mask [B, A].
     """
     # Sampled actions carry no gradient anyway; stopping it here keeps the per-step forward
     # passes out of any outer differentiation (meta-gradients), which would store residuals.
@@ -179,7 +181,7 @@ def unroll(
         act_key, env_key = jax.random.split(step_key)
         logits = agent.apply(params, carry.obs, mask).logits  # [B, A]
         action = jax.random.categorical(act_key, logits).astype(jnp.int32)  # [B]
-        obs, env_state, reward, terminated, truncated, _ = batched_step(
+        obs, env_state, reward, terminated, truncated, info = batched_step(
             jax.random.split(env_key, num_envs), carry.env_state, action, env_params
         )
         reward = jnp.asarray(reward, jnp.float32)
@@ -189,6 +191,8 @@ def unroll(
         running = carry.episode_return + reward
         transition = dict(
             obs=carry.obs,
+            # The true s_{t+1}: before the auto-reset replaced it (gymnax sets it on every step).
+            next_obs=info["final_observation"],
             action=action,
             reward=reward,
             terminated=terminated,
@@ -204,6 +208,7 @@ def unroll(
     )
     rollout = types.Rollout(
         observations=observations,
+        next_observations=traj["next_obs"],
         actions=traj["action"],
         rewards=traj["reward"],
         terminated=traj["terminated"],
@@ -243,7 +248,10 @@ def agent_update(
         return agent.apply(params, rollout.observations, rollout.action_mask)  # [T+1, B, ...]
 
     agent_out, pullback = jax.vjp(forward, agent_state.params)
-    targets = rule.targets(meta_params, rollout, agent_out, hyper)
+    # Outputs on the true successor states (differ from agent_out[1:] only where an episode
+    # ended): inputs of the targets only, so no VJP; θ still carries the meta-gradient.
+    next_out = agent.apply(agent_state.params, rollout.next_observations, rollout.action_mask)
+    targets = rule.targets(meta_params, rollout, agent_out, hyper, next_out)
 
     def loss_of_outputs(out: types.AgentOutput):
         # `targets` is closed over: constant for this gradient (Eq. 2), but still a traced

@@ -6,6 +6,10 @@ Time convention (one for the whole project, checked at module boundaries):
   * `actions`, `rewards`, `terminated`, `truncated` have T steps: index t describes the transition
     s_t --a_t--> s_{t+1} with reward r_t. If `terminated[t] | truncated[t]`, `observations[t+1]`
     is already the first observation of the next episode (environments auto-reset).
+  * `next_observations` has T steps: index t is the true successor state s_{t+1} of transition t,
+    i.e. `observations[t+1]` except where an episode ended at t, where it is the last observation
+    of the finished episode (`info["final_observation"]`). Rules bootstrap from it after a
+    time-limit truncation and ignore it after a termination (nothing follows a terminal state).
 Shapes are written [T, B, ...] for a batch of B environments of one lifetime.
 """
 
@@ -36,6 +40,7 @@ class Rollout:
     """T steps of experience from B environments (time convention in the module docstring)."""
 
     observations: Any  # [T+1, B, ...obs]
+    next_observations: Any  # [T, B, ...obs] true s_{t+1} (the finished episode's last one at ends)
     actions: jax.Array  # [T, B] int32
     rewards: jax.Array  # [T, B] float32
     terminated: jax.Array  # [T, B] bool: s_{t+1} is terminal (no bootstrap)

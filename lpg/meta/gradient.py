@@ -94,8 +94,8 @@ def lifetime_meta_loss(
     rollout, env_carry = agent_lib.unroll(
         agent, agent_state.params, env, lifetime.env_params, env_carry, inner_keys[-1], unroll_length)
     agent_out = agent.apply(agent_state.params, rollout.observations, rollout.action_mask)
-    critic_values = spec.critic.apply(critic_state.params, rollout.observations).value
-    _, advantages = objective_lib.critic_returns(critic_values, rollout, hyper)
+    values, next_values = objective_lib.critic_values(spec.critic, critic_state.params, rollout)
+    _, advantages = objective_lib.critic_returns(values, next_values, rollout, hyper)
     loss, logs = objective.loss(agent_out, rollout, advantages, inner_targets, hyper)
     critic_state, _ = train_critic(critic_state, rollout)
 

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 
 from lpg import agent as agent_lib
 from lpg import networks
+from lpg import returns as returns_lib
 from lpg import types
-from lpg.rules import a2c
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,16 +87,28 @@ class MetaObjective:
         return loss, logs
 
 
-def critic_returns(critic_values: jax.Array, rollout: types.Rollout, hyper: types.HyperParams):
-    """TD(λ) targets and advantages of the critic on a rollout.
+def critic_returns(
+    critic_values: jax.Array, critic_next_values: jax.Array, rollout: types.Rollout,
+    hyper: types.HyperParams,
+) -> tuple[jax.Array, jax.Array]:
+    """TD(λ) targets and advantages of the critic on a rollout (`lpg.returns`: a truncated
+    episode bootstraps from V(its last observation), a terminated one does not).
 
-    critic_values: [T+1, B] V_ψ(s_t). Returns (λ-returns [T, B], advantages [T, B]), both
-    without gradient (the critic is trained by `critic_update`, not by the meta-gradient).
+    critic_values: [T+1, B] V_ψ(s_t); critic_next_values: [T, B] V_ψ on the true successors
+    (`rollout.next_observations`). Returns (λ-returns [T, B], advantages [T, B]), both without
+    gradient (the critic is trained by `critic_update`, not by the meta-gradient).
     """
-    values = jax.lax.stop_gradient(critic_values)
-    discounts = a2c.transition_discounts(rollout, hyper.discount)
-    returns = a2c.lambda_returns(rollout.rewards, discounts, values, hyper.td_lambda)
-    return returns, returns - values[:-1]
+    values = jax.lax.stop_gradient(critic_values[:-1])
+    returns = returns_lib.lambda_returns(
+        rollout.rewards, rollout.terminated, rollout.truncated,
+        jax.lax.stop_gradient(critic_next_values), hyper.discount, hyper.td_lambda)
+    return returns, returns - values
+
+
+def critic_values(critic: agent_lib.Agent, params, rollout: types.Rollout) -> tuple[jax.Array, jax.Array]:
+    """(V_ψ on rollout.observations [T+1, B], V_ψ on rollout.next_observations [T, B])."""
+    return (critic.apply(params, rollout.observations).value,
+            critic.apply(params, rollout.next_observations).value)
 
 
 def critic_update(
@@ -115,8 +127,8 @@ def critic_update(
     rollout = jax.lax.stop_gradient(rollout)
 
     def loss_fn(params):
-        values = critic.apply(params, rollout.observations).value  # [T+1, B]
-        returns, _ = critic_returns(values, rollout, hyper)
+        values, next_values = critic_values(critic, params, rollout)
+        returns, _ = critic_returns(values, next_values, rollout, hyper)
         return 0.5 * jnp.mean(jnp.square(values[:-1] - returns))
 
     loss, grads = jax.value_and_grad(loss_fn)(critic_state.params)

@@ -7,11 +7,14 @@ L lifetimes, batched along a leading [L] axis, and one hyperparameter bandit (Eq
 Each lifetime samples, when it starts: the task's environment parameters E, fresh agent θ0 and
 critic ψ0, B environments, an arm α = (α_lr, α_y) from the bandit, γ and β0 uniformly from their
 lists (SPEC Table 2). It is reset when
-  * its env-step budget is spent (its final return then feeds the bandit),
+  * its env-step budget is spent,
   * the policy entropy reaches zero (appendix B.1 'preventing early divergence'), or
   * its parameters become non-finite (robustness: one bad lifetime never kills training).
-The first generation gets budgets spread uniformly over (0, budget] so that lifetimes do not all
-end together; their (short) final returns are not given to the bandit.
+Every reset lifetime feeds the bandit with the final return it reached (`final_return`): a
+lifetime cut short by collapse or divergence counts in N(α, E) like one that ran to the end, so an
+arm whose lifetimes always collapse gets a low R instead of staying "untried" (N = 0) and taking
+all the probability. The first generation gets budgets spread uniformly over (0, budget] so that
+lifetimes do not all end together; their (short) final returns are not given to the bandit.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ class LifetimeState:
     feeds_bandit: jax.Array  # bool: its final return is recorded at the end
     final_return_sum: jax.Array  # returns of episodes ended in the last final_fraction of the budget
     final_return_count: jax.Array
+    last_return: jax.Array  # mean return of the episodes completed in the latest meta-step with any
+    episodes_completed: jax.Array  # float32 count of completed episodes in this lifetime
     recent_return: jax.Array  # exponential moving average of completed-episode returns (logs)
 
 
@@ -139,6 +144,8 @@ def new_lifetime(
         feeds_bandit=jnp.asarray(feeds_bandit, bool),
         final_return_sum=jnp.float32(0.0),
         final_return_count=jnp.float32(0.0),
+        last_return=jnp.float32(0.0),
+        episodes_completed=jnp.float32(0.0),
         recent_return=jnp.float32(0.0),
     )
 
@@ -161,11 +168,21 @@ def _tree_all_finite(tree) -> jax.Array:
 
 
 def final_return(lifetime: LifetimeState) -> jax.Array:
-    """Mean return of episodes ended in the last `final_fraction` of the lifetime (EMA if none)."""
+    """R of one lifetime for the bandit (Eq. 6): the return it reached at its end.
+
+    The mean return of the episodes that ended in the last `final_fraction` of the budget; if none
+    ended there (e.g. long episodes that all run to their time limit together), the mean return of
+    the last completed episodes (latest meta-step that completed any); if no episode completed at
+    all, the mean partial return of the running episodes. Always covers at least one episode (or
+    the one in progress), so a lifetime whose returns went 10 → 20 → 30 → 40 reports 40, not a
+    moving average dominated by its first episode.
+    """
+    partial = jnp.mean(lifetime.env_carry.episode_return)
+    before_final = jnp.where(lifetime.episodes_completed > 0, lifetime.last_return, partial)
     return jnp.where(
         lifetime.final_return_count > 0,
         lifetime.final_return_sum / jnp.maximum(lifetime.final_return_count, 1.0),
-        lifetime.recent_return,
+        before_final,
     )
 
 
@@ -173,19 +190,25 @@ def record_progress(
     spec: GroupSpec, lifetime: LifetimeState, steps_taken: int, return_sum: jax.Array,
     return_count: jax.Array, ema_decay: float = 0.95,
 ) -> LifetimeState:
-    """Advances the step counter and the return statistics after one meta-step (unbatched)."""
+    """Advances the step counter and the return statistics after one meta-step (unbatched).
+
+    return_sum, return_count: scalars, the returns and number of episodes completed in it.
+    """
     steps = lifetime.steps + steps_taken
     in_final = steps > (1.0 - spec.final_fraction) * lifetime.budget
+    completed = return_count > 0
     mean_return = return_sum / jnp.maximum(return_count, 1.0)
     recent = jnp.where(
-        return_count > 0, ema_decay * lifetime.recent_return + (1 - ema_decay) * mean_return,
+        completed, ema_decay * lifetime.recent_return + (1 - ema_decay) * mean_return,
         lifetime.recent_return)
     # The first completed episodes replace the zero initial value instead of being averaged in.
-    recent = jnp.where((lifetime.recent_return == 0.0) & (return_count > 0), mean_return, recent)
+    recent = jnp.where((lifetime.episodes_completed == 0) & completed, mean_return, recent)
     return lifetime.replace(
         steps=steps,
         final_return_sum=lifetime.final_return_sum + jnp.where(in_final, return_sum, 0.0),
         final_return_count=lifetime.final_return_count + jnp.where(in_final, return_count, 0.0),
+        last_return=jnp.where(completed, mean_return, lifetime.last_return),
+        episodes_completed=lifetime.episodes_completed + return_count,
         recent_return=recent,
     )
 
@@ -220,9 +243,13 @@ def reset_finished(
     reset = out_of_budget | collapsed | ~finite
     finals = jax.vmap(final_return)(lifetimes)
     finished = out_of_budget & finite
+    # Every reset counts in N (Eq. 6) with the return reached, collapsed and diverged ones too
+    # (module docstring). Returns are sums of rewards, finite even when θ is not; the guard
+    # keeps a NaN out of the bandit all the same.
+    records = reset & lifetimes.feeds_bandit & jnp.isfinite(finals)
     gather = lambda x: _all_lifetimes(x, axis_name)
     bandit = bandit_lib.record_many(
-        group.bandit, gather(lifetimes.arm), gather(finals), gather(finished & lifetimes.feeds_bandit))
+        group.bandit, gather(lifetimes.arm), gather(finals), gather(records))
 
     def replace_reset(lifetimes):
         fresh = jax.vmap(lambda k: new_lifetime(
@@ -240,6 +267,7 @@ def reset_finished(
         resets_budget=num_finished,
         resets_entropy=total(collapsed & ~out_of_budget),
         resets_nonfinite=total(~finite),
+        bandit_records=total(records),
         finished_return=total(jnp.where(finished, finals, 0.0)) / jnp.maximum(num_finished, 1),
     )
     return GroupState(lifetimes=lifetimes, bandit=bandit), stats

@@ -1,17 +1,20 @@
 """Advantage actor-critic (A2C) as an update rule with empty meta-parameters (SPEC §1 baselines).
 
-Targets, per trajectory of B environments (rlax, vmapped over B):
-  discount_t = γ · (1 − terminated_t) · (1 − truncated_t)
-  G_t^λ = r_t + discount_t · ((1 − λ) V(s_{t+1}) + λ G_{t+1}^λ),   G_T^λ = V(s_T)   (λ-return)
+Targets, per trajectory of B environments (`lpg.returns.lambda_returns`, V under stop_gradient):
+  G_t^λ = r_t + γ (1 − term_t) [(1 − λ_t) V(s'_{t+1}) + λ_t G_{t+1}^λ],   λ_t = λ (1 − trunc_t)
   A_t = G_t^λ − V(s_t)
-with V under stop_gradient. Truncation cuts the return like a terminal: there is no bootstrap
-through a time limit (s_{t+1} is already the next episode's first observation after the
-auto-reset, and the last observation of the cut episode is not in the rollout). `Rollout` keeps
-terminated and truncated apart, so other rules may choose differently.
+where s'_{t+1} is the true successor state: a terminated episode is not bootstrapped, a
+time-limit truncation bootstraps from V(last observation of the cut episode).
 
 Agent loss, a mean over the T × B steps:
   L = −log π(a_t|s_t) · A_t − c_H · H(π(·|s_t)) + c_V · ½ (V(s_t) − G_t^λ)²
 so π̂ = A_t and the value target is G_t^λ.
+
+Value step size. A tabular agent's value table receives gradient only from the value term, so
+under SGD its step size is exactly α_lr · c_V, separate from the policy's α_lr: c_V is the value
+table's own (relative) step. With the paper's tabular α_lr ∈ {20, 40, 80}, c_V = 0.5 overshoots
+wherever many of the T·B samples share a state (value table → 1e18/NaN in 150 updates at
+α_lr = 80); the tuned c_V per task lives in experiments/configs/a2c_tuned.py.
 """
 
 from __future__ import annotations
@@ -21,36 +24,11 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
-import rlax
 
 from lpg import networks
+from lpg import returns as returns_lib
 from lpg import types
 from lpg.rules import base
-
-
-def transition_discounts(rollout: types.Rollout, discount: jax.Array) -> jax.Array:
-    """discount_t = γ (1 − terminated_t)(1 − truncated_t), [T, B]."""
-    alive = 1.0 - (rollout.terminated | rollout.truncated).astype(jnp.float32)
-    return discount * alive
-
-
-def lambda_returns(
-    rewards: jax.Array, discounts: jax.Array, values: jax.Array, td_lambda: jax.Array
-) -> jax.Array:
-    """λ-returns G_t^λ for B trajectories.
-
-    Args:
-      rewards: [T, B] r_t.
-      discounts: [T, B] discount_t (0 at episode ends).
-      values: [T+1, B] V(s_t), index T the bootstrap.
-      td_lambda: scalar λ.
-    Returns:
-      [T, B] G_t^λ.
-    """
-    chex.assert_rank([rewards, discounts, values], 2)
-    chex.assert_equal_shape([rewards, discounts, values[1:]])
-    returns_fn = jax.vmap(rlax.lambda_returns, in_axes=(1, 1, 1, None), out_axes=1)
-    return returns_fn(rewards, discounts, values[1:], td_lambda)
 
 
 class A2C(base.UpdateRule):
@@ -66,14 +44,17 @@ class A2C(base.UpdateRule):
         rollout: types.Rollout,
         agent_out: types.AgentOutput,
         hyper: types.HyperParams,
+        next_out: types.AgentOutput,
     ) -> types.RuleOutput:
         """π̂_t = A_t, value_target_t = G_t^λ, both [T, B]; no y target."""
         del meta_params
-        values = jax.lax.stop_gradient(agent_out.value)  # [T+1, B]
-        chex.assert_shape(values, (rollout.rewards.shape[0] + 1, rollout.rewards.shape[1]))
-        discounts = transition_discounts(rollout, hyper.discount)
-        returns = lambda_returns(rollout.rewards, discounts, values, hyper.td_lambda)
-        return types.RuleOutput(pi_hat=returns - values[:-1], y_hat=None, value_target=returns)
+        values = jax.lax.stop_gradient(agent_out.value[:-1])  # [T, B] V(s_t)
+        next_values = jax.lax.stop_gradient(next_out.value)  # [T, B] V(s'_{t+1})
+        chex.assert_equal_shape([values, next_values, rollout.rewards])
+        returns = returns_lib.lambda_returns(
+            rollout.rewards, rollout.terminated, rollout.truncated, next_values, hyper.discount,
+            hyper.td_lambda)
+        return types.RuleOutput(pi_hat=returns - values, y_hat=None, value_target=returns)
 
     def agent_loss(
         self,

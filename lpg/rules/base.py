@@ -34,8 +34,14 @@ class UpdateRule(abc.ABC):
         rollout: types.Rollout,
         agent_out: types.AgentOutput,
         hyper: types.HyperParams,
+        next_out: types.AgentOutput,
     ) -> types.RuleOutput:
-        """Computes the rule's targets from a rollout and the agent outputs on it ([T+1, B])."""
+        """Computes the rule's targets from a rollout and the agent outputs on it.
+
+        agent_out: outputs on `rollout.observations`, [T+1, B, ...].
+        next_out: outputs on `rollout.next_observations` (the true s_{t+1}), [T, B, ...]; equal to
+          agent_out[1:] except where an episode ended at t (bootstrap after a truncation).
+        """
 
     @abc.abstractmethod
     def agent_loss(

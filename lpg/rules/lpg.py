@@ -16,10 +16,12 @@ or, with the meta-test baseline of Eq. 7 (`use_baseline=True`, f_θ = the agent'
 
     L(θ) = E_t[ −log π_θ(a_t|s_t) (π̂_t − f_θ(s_t)) + α_y KL(y_θ(s_t) ‖ ŷ_t) + ½ (f_θ(s_t) − π̂_t)² ].
 
-Episode boundaries. d_t is 1 when transition t ends an episode, whether by termination or by the
-time limit: after either, s_{t+1} is the next episode's first observation (auto-reset), so
-φ(y(s_{t+1})) must not be used and the backward carry from t+1 must not reach t. Both flags are
-kept apart in `Rollout`; the rule deliberately treats them alike (BUILD_NOTES.md, decisions).
+Episode boundaries. d_t is the termination flag of transition t (a true terminal state); a
+time-limit truncation is not a termination. The backward carry from t+1 is zeroed when transition
+t ends the episode either way (after the auto-reset, t+1 belongs to the next episode). The
+successor embedding uses the true s_{t+1} (`Rollout.next_observations`): φ(y(s_{t+1})) is 0 after
+a termination (nothing follows a terminal state) and φ of y of the cut episode's last observation
+after a truncation. So nothing of the next episode reaches steps at or before the boundary.
 
 Ablations of Fig. 7: `y_softmax=False` makes y ∈ R^m with ‖y − ŷ‖² instead of KL; the regulariser
 switches live in the meta-objective (lpg/meta/objective.py).
@@ -38,8 +40,8 @@ from lpg import networks
 from lpg import types
 from lpg.rules import base
 
-NUM_INPUTS = 6
-MATMUL_DTYPES = ("float32", "bfloat16")  # [r, d, γ, π(a|s), φ(y_t), φ(y_{t+1})]
+NUM_INPUTS = 6  # [r, d, γ, π(a|s), φ(y_t), φ(y_{t+1})]
+MATMUL_DTYPES = ("float32", "bfloat16")
 
 
 class BackwardLSTM(nn.Module):
@@ -94,17 +96,24 @@ class LPGNetwork(nn.Module):
     matmul_dtype: str = "float32"
 
     @nn.compact
-    def __call__(self, rewards, done, discount, pi_a, y_t, y_tp1):
-        """rewards, done, pi_a: [T, B]; discount: scalar or [T, B]; y_t, y_tp1: [T, B, m].
+    def __call__(self, rewards, terminated, episode_end, discount, pi_a, y_t, y_tp1):
+        """One backward pass over T steps of B trajectories.
 
-        Returns (pi_hat [T, B], y_hat [T, B, m]).
+        Args:
+          rewards, pi_a: [T, B] r_t and π(a_t|s_t).
+          terminated: [T, B] in {0, 1}, d_t (transition t reached a terminal state).
+          episode_end: [T, B] in {0, 1}, terminated or truncated: resets the backward carry.
+          discount: scalar or [T, B] γ.
+          y_t, y_tp1: [T, B, m] y(s_t) and y of the true successor s_{t+1}.
+        Returns:
+          (pi_hat [T, B], y_hat [T, B, m]).
         """
         embed = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(1)], name="phi")
         phi_t = embed(y_t)[..., 0]
-        phi_tp1 = embed(y_tp1)[..., 0]
+        phi_tp1 = embed(y_tp1)[..., 0] * (1.0 - terminated)  # no successor after a terminal
         discount = jnp.broadcast_to(discount, rewards.shape)
-        x = jnp.stack([rewards, done, discount, pi_a, phi_t, phi_tp1], axis=-1)  # [T, B, 6]
-        hidden = BackwardLSTM(self.hidden_size, self.matmul_dtype, name="lstm")(x, done)
+        x = jnp.stack([rewards, terminated, discount, pi_a, phi_t, phi_tp1], axis=-1)  # [T, B, 6]
+        hidden = BackwardLSTM(self.hidden_size, self.matmul_dtype, name="lstm")(x, episode_end)
         pi_hat = nn.Dense(1, name="pi_hat")(hidden)[..., 0]
         y_hat = nn.Dense(self.y_dim, name="y_hat")(hidden)
         if self.y_softmax:
@@ -144,22 +153,25 @@ class LPG(base.UpdateRule):
         t, b = 2, 1
         zeros = jnp.zeros((t, b))
         y = jnp.zeros((t, b, self.y_dim))
-        return self.network.init(key, zeros, zeros, 0.99, zeros, y, y)
+        return self.network.init(key, zeros, zeros, zeros, 0.99, zeros, y, y)
 
     def agent_y(self, y_logits: jax.Array) -> jax.Array:
         """The agent's prediction vector from its y head: softmax, or raw for the ablation."""
         return jax.nn.softmax(y_logits, axis=-1) if self.y_softmax else y_logits
 
-    def targets(self, meta_params, rollout, agent_out, hyper) -> types.RuleOutput:
+    def targets(self, meta_params, rollout, agent_out, hyper, next_out) -> types.RuleOutput:
         chex.assert_rank(rollout.rewards, 2)
         num_steps = rollout.rewards.shape[0]
         chex.assert_axis_dimension(agent_out.logits, 0, num_steps + 1)
+        chex.assert_axis_dimension(next_out.y, 0, num_steps)
         log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
-        y = self.agent_y(agent_out.y)  # [T+1, B, m]
-        done = jnp.logical_or(rollout.terminated, rollout.truncated).astype(jnp.float32)
+        y_t = self.agent_y(agent_out.y[:-1])  # [T, B, m]
+        y_tp1 = self.agent_y(next_out.y)  # [T, B, m] on the true s_{t+1}
+        terminated = rollout.terminated.astype(jnp.float32)
+        episode_end = jnp.logical_or(rollout.terminated, rollout.truncated).astype(jnp.float32)
         pi_hat, y_hat = self.network.apply(
-            meta_params, rollout.rewards, done, hyper.discount, jnp.exp(log_pi_a), y[:-1], y[1:]
-        )
+            meta_params, rollout.rewards, terminated, episode_end, hyper.discount,
+            jnp.exp(log_pi_a), y_t, y_tp1)
         return types.RuleOutput(pi_hat=pi_hat, y_hat=y_hat)
 
     def agent_loss(self, agent_out, rollout, targets, hyper):

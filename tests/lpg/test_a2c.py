@@ -1,9 +1,12 @@
-"""Tests for lpg/rules/a2c.py: λ-returns by hand (terminal and truncation), the loss, its gradient."""
+"""Tests for lpg/rules/a2c.py and lpg/returns.py: λ-returns by hand (a terminal is not
+bootstrapped, a truncation bootstraps from the cut episode's last observation), the loss, its
+gradient."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lpg import returns as returns_lib
 from lpg import types
 from lpg.rules import a2c
 
@@ -24,6 +27,7 @@ def _rollout():
     truncated = jnp.array([[0, 0, 0, 1, 0], [0, 0, 0, 0, 0]], bool).T
     return types.Rollout(
         observations=jnp.zeros((6, 2), jnp.int32),
+        next_observations=jnp.zeros((5, 2), jnp.int32),
         actions=jnp.array([[0, 1, 2, 0, 1], [1, 1, 1, 1, 1]], jnp.int32).T,
         rewards=rewards,
         terminated=terminated,
@@ -34,45 +38,72 @@ def _rollout():
 
 
 VALUES = jnp.array([[0.5, 1.0, 1.5, 2.0, 2.5, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0, 10.0]]).T  # [T+1, B]
+# V on the true successors s'_{t+1} [T, B]: VALUES[1:] except at env 0's episode ends: after the
+# terminal (t = 1) a value that must be ignored, after the truncation (t = 3) V(final obs) = 7.
+NEXT_VALUES = jnp.array([[1.0, 100.0, 2.0, 7.0, 3.0], [0.0, 0.0, 0.0, 0.0, 10.0]]).T
 
-# Env 0, by hand with G_t = r_t + discount_t ((1 − λ) V_{t+1} + λ G_{t+1}), G_5 := V_5:
+# Env 0, by hand with G_t = r_t + γ(1 − term_t)((1 − λ_t) V'_{t+1} + λ_t G_{t+1}), λ_t = λ(1 − trunc_t):
 #   G_4 = 5 + 0.9 · 3                       = 7.7
-#   G_3 = 4                (truncated: no bootstrap)
-#   G_2 = 3 + 0.9 (0.5 · 2 + 0.5 · 4)       = 5.7
-#   G_1 = 2                (terminal)
+#   G_3 = 4 + 0.9 · 7      (truncated: bootstrap from V(final obs), nothing from G_4) = 10.3
+#   G_2 = 3 + 0.9 (0.5 · 2 + 0.5 · 10.3)    = 8.535
+#   G_1 = 2                (terminal: no bootstrap, the 100 is ignored)
 #   G_0 = 1 + 0.9 (0.5 · 1 + 0.5 · 2)       = 2.35
 # Env 1 (all values 0 except the bootstrap V_5 = 10):
 #   G_4 = 1 + 9 = 10; G_3 = 1 + 0.45 · 10 = 5.5; G_2 = 1 + 0.45 · 5.5 = 3.475;
 #   G_1 = 1 + 0.45 · 3.475 = 2.56375; G_0 = 1 + 0.45 · 2.56375 = 2.1536875
-EXPECTED_RETURNS = np.array([[2.35, 2.0, 5.7, 4.0, 7.7], [2.1536875, 2.56375, 3.475, 5.5, 10.0]]).T
+EXPECTED_RETURNS = np.array([[2.35, 2.0, 8.535, 10.3, 7.7], [2.1536875, 2.56375, 3.475, 5.5, 10.0]]).T
 
 
-def _agent_out(logits=None):
+def _agent_out(logits=None, values=VALUES):
     if logits is None:
         logits = jnp.zeros((6, 2, 3))
-    return types.AgentOutput(logits=logits, y=jnp.zeros((6, 2, 4)), value=VALUES)
+    return types.AgentOutput(logits=logits, y=jnp.zeros((6, 2, 4)), value=values)
 
 
-def test_transition_discounts():
-    discounts = a2c.transition_discounts(_rollout(), jnp.float32(GAMMA))
-    np.testing.assert_allclose(discounts[:, 0], [0.9, 0.0, 0.9, 0.0, 0.9], rtol=1e-6)
-    np.testing.assert_allclose(discounts[:, 1], 0.9, rtol=1e-6)
+def _next_out(next_values=NEXT_VALUES):
+    return types.AgentOutput(logits=jnp.zeros((5, 2, 3)), y=jnp.zeros((5, 2, 4)), value=next_values)
+
+
+def _returns(rollout, next_values, td_lambda):
+    return returns_lib.lambda_returns(rollout.rewards, rollout.terminated, rollout.truncated,
+                                      next_values, jnp.float32(GAMMA), jnp.float32(td_lambda))
 
 
 def test_lambda_returns_by_hand():
-    targets = a2c.A2C().targets({}, _rollout(), _agent_out(), _hyper())
+    targets = a2c.A2C().targets({}, _rollout(), _agent_out(), _hyper(), _next_out())
     np.testing.assert_allclose(targets.value_target, EXPECTED_RETURNS, rtol=1e-5)
     np.testing.assert_allclose(targets.pi_hat, EXPECTED_RETURNS - np.asarray(VALUES[:-1]), rtol=1e-5)
     assert targets.y_hat is None
 
 
+def test_truncation_bootstraps_and_termination_does_not():
+    rollout = _rollout()
+    base = _returns(rollout, NEXT_VALUES, LAMBDA)
+    # The value after the terminal (t = 1) is never used.
+    moved_terminal = _returns(rollout, NEXT_VALUES.at[1, 0].set(-55.0), LAMBDA)
+    np.testing.assert_array_equal(moved_terminal, base)
+    # The value of the truncated episode's last observation (t = 3) enters G_3 with weight γ and
+    # G_2 with γλ·γ; G_0, G_1 (before the terminal) and G_4 (next episode) do not see it.
+    moved_trunc = _returns(rollout, NEXT_VALUES.at[3, 0].add(1.0), LAMBDA)
+    np.testing.assert_allclose(moved_trunc[:, 0] - base[:, 0], [0.0, 0.0, 0.45 * 0.9, 0.9, 0.0], atol=1e-6)
+
+
+def test_next_episode_cannot_reach_back_across_a_boundary():
+    """V of the next episode's first observation (VALUES[4], env 0) changes no target at t <= 3."""
+    rule, rollout = a2c.A2C(), _rollout()
+    base = rule.targets({}, rollout, _agent_out(), _hyper(), _next_out())
+    moved = rule.targets({}, rollout, _agent_out(values=VALUES.at[4, 0].add(50.0)), _hyper(), _next_out())
+    np.testing.assert_array_equal(moved.value_target[:4, 0], base.value_target[:4, 0])
+    np.testing.assert_array_equal(moved.pi_hat[:4, 0], base.pi_hat[:4, 0])
+
+
 def test_lambda_one_is_monte_carlo_and_zero_is_td0():
     rollout = _rollout()
-    discounts = a2c.transition_discounts(rollout, jnp.float32(GAMMA))
-    mc = a2c.lambda_returns(rollout.rewards, discounts, VALUES, jnp.float32(1.0))
-    np.testing.assert_allclose(mc[:, 0], [1 + 0.9 * 2, 2, 3 + 0.9 * 4, 4, 5 + 0.9 * 3], rtol=1e-6)
-    td0 = a2c.lambda_returns(rollout.rewards, discounts, VALUES, jnp.float32(0.0))
-    np.testing.assert_allclose(td0, rollout.rewards + discounts * VALUES[1:], rtol=1e-6)
+    mc = _returns(rollout, NEXT_VALUES, 1.0)
+    np.testing.assert_allclose(mc[:, 0], [1 + 0.9 * 2, 2, 3 + 0.9 * 10.3, 4 + 0.9 * 7, 5 + 0.9 * 3], rtol=1e-6)
+    td0 = _returns(rollout, NEXT_VALUES, 0.0)
+    alive = 1.0 - np.asarray(rollout.terminated, np.float32)
+    np.testing.assert_allclose(td0, rollout.rewards + GAMMA * alive * NEXT_VALUES, rtol=1e-6)
 
 
 def test_loss_matches_formula():
@@ -81,7 +112,7 @@ def test_loss_matches_formula():
     hyper = _hyper(entropy_cost=0.3, value_cost=0.7)
     rule = a2c.A2C()
     out = _agent_out(logits)
-    targets = rule.targets({}, rollout, out, hyper)
+    targets = rule.targets({}, rollout, out, hyper, _next_out())
     loss, logs = rule.agent_loss(out, rollout, targets, hyper)
 
     log_pi = np.asarray(jax.nn.log_softmax(logits[:-1]))  # [T, B, A]
@@ -101,7 +132,7 @@ def test_loss_gradient_is_policy_gradient_and_value_regression():
     rollout = _rollout()
     rule, hyper = a2c.A2C(), _hyper(entropy_cost=0.0, value_cost=1.0)
     out = _agent_out()
-    targets = rule.targets({}, rollout, out, hyper)
+    targets = rule.targets({}, rollout, out, hyper, _next_out())
     grad = jax.grad(lambda o: rule.agent_loss(o, rollout, targets, hyper)[0])(out)
     advantages = EXPECTED_RETURNS - np.asarray(VALUES[:-1])
     # Uniform π over 3 actions: ∂(−log π(a) A)/∂logits = −A (onehot(a) − 1/3), mean over T·B = 10.

@@ -96,8 +96,8 @@ class ScaledA2C(a2c.A2C):
     def init_params(self, key):
         return {"scale": jnp.float32(1.0), "shift": jnp.float32(0.1)}
 
-    def targets(self, meta_params, rollout, agent_out, hyper):
-        out = super().targets(meta_params, rollout, agent_out, hyper)
+    def targets(self, meta_params, rollout, agent_out, hyper, next_out):
+        out = super().targets(meta_params, rollout, agent_out, hyper, next_out)
         return out.replace(pi_hat=meta_params["scale"] * out.pi_hat + meta_params["shift"])
 
 
@@ -133,6 +133,9 @@ def test_unroll_time_convention_terminal():
     expected_obs = np.array([0, 1, 2, 0, 1, 2, 0, 1])
     np.testing.assert_array_equal(rollout.observations, np.stack([expected_obs] * 2, axis=1))
     np.testing.assert_array_equal(new_carry.obs, rollout.observations[-1])
+    # next_observations: the true s_{t+1}: the terminal position 3 where the episode ended.
+    expected_next = np.array([1, 2, 3, 1, 2, 3, 1])
+    np.testing.assert_array_equal(rollout.next_observations, np.stack([expected_next] * 2, axis=1))
     terminal = np.array([0, 0, 1, 0, 0, 1, 0], bool)
     np.testing.assert_array_equal(rollout.terminated, np.stack([terminal] * 2, axis=1))
     assert not np.any(rollout.truncated)
@@ -155,6 +158,9 @@ def test_unroll_time_convention_truncation():
     rollout, _ = _unroll(TABULAR, state.params, env, env_params, carry, jax.random.key(2), 5)
     np.testing.assert_array_equal(rollout.observations[:, 0], [0, 1, 0, 1, 0, 1])
     np.testing.assert_array_equal(rollout.truncated[:, 0], [False, True, False, True, False])
+    # After the time limit the true successor is position 2 (what bootstrapping must use), while
+    # observations[t+1] is already the next episode's 0.
+    np.testing.assert_array_equal(rollout.next_observations[:, 0], [1, 2, 1, 2, 1])
     assert not np.any(rollout.terminated)
     rewards = np.asarray(rollout.rewards)
     np.testing.assert_allclose(rollout.episode_returns[1], rewards[0] + rewards[1], rtol=1e-6)

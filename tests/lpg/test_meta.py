@@ -163,7 +163,8 @@ def test_objective_regularisers_have_documented_signs():
     out = types.AgentOutput(logits=jnp.zeros((t + 1, b, a)), y=jnp.zeros((t + 1, b, m)),
                             value=jnp.zeros((t + 1, b)))
     rollout = types.Rollout(
-        observations=jnp.zeros((t + 1, b), jnp.int32), actions=jnp.zeros((t, b), jnp.int32),
+        observations=jnp.zeros((t + 1, b), jnp.int32), next_observations=jnp.zeros((t, b), jnp.int32),
+        actions=jnp.zeros((t, b), jnp.int32),
         rewards=jnp.zeros((t, b)), terminated=jnp.zeros((t, b), bool), truncated=jnp.zeros((t, b), bool),
         action_mask=jnp.ones((b, a), bool), episode_returns=jnp.zeros((t, b)))
     targets = types.RuleOutput(pi_hat=jnp.full((k, t, b), 2.0), y_hat=jnp.full((k, t, b, m), 0.5))
@@ -187,7 +188,8 @@ def test_critic_converges_where_every_sample_shares_a_state():
     state = agent_lib.init_agent_state(critic, jax.random.key(0), jnp.int32(0))
     t, b = 5, 8
     rollout = types.Rollout(
-        observations=jnp.zeros((t + 1, b), jnp.int32), actions=jnp.zeros((t, b), jnp.int32),
+        observations=jnp.zeros((t + 1, b), jnp.int32), next_observations=jnp.zeros((t, b), jnp.int32),
+        actions=jnp.zeros((t, b), jnp.int32),
         rewards=jnp.ones((t, b)), terminated=jnp.zeros((t, b), bool), truncated=jnp.zeros((t, b), bool),
         action_mask=jnp.ones((b, 2), bool), episode_returns=jnp.zeros((t, b)))
     hyper = types.HyperParams(*(jnp.float32(v) for v in (80.0, 0.0, 0.5, 0.01, 0.5, 0.0)))
@@ -216,3 +218,68 @@ def test_bfloat16_lstm_matmul_gives_nearly_the_same_meta_gradient(chain_trainer)
     assert not np.array_equal(np.asarray(grads[0]), np.asarray(grads[1]))  # it did change something
     with pytest.raises(ValueError, match="matmul_dtype"):
         lpg_rule.LPG(matmul_dtype="float16")
+
+
+def _fresh_lifetime(spec, budget=10_000):
+    cfg = population.BanditConfig()
+    bandit = population.bandit_lib.init_bandit(len(spec.arms), cfg.window)
+    return population.new_lifetime(spec, jax.random.key(0), bandit, cfg, budget, True)
+
+
+def test_final_return_is_the_last_episodes_when_none_ends_in_the_final_window():
+    """The issue's example: returns 10 → 20 → 30 → 40, none in the last 10% of the lifetime:
+    R = 40 (the EMA fallback it replaces gave 12.9)."""
+    spec = _group("chain/short")
+    lifetime = _fresh_lifetime(spec, budget=10_000)
+    # Before any episode completes: the mean partial return of the running episodes.
+    lifetime = lifetime.replace(env_carry=lifetime.env_carry.replace(
+        episode_return=jnp.array([1.0, 2.0, 3.0, 6.0])))
+    np.testing.assert_allclose(population.final_return(lifetime), 3.0)
+    for ret in (10.0, 20.0, 30.0, 40.0):
+        lifetime = population.record_progress(spec, lifetime, 100, jnp.float32(ret), jnp.float32(1.0))
+        lifetime = population.record_progress(spec, lifetime, 100, jnp.float32(0.0), jnp.float32(0.0))
+    assert int(lifetime.steps) == 800 and float(lifetime.final_return_count) == 0.0
+    np.testing.assert_allclose(population.final_return(lifetime), 40.0)
+    # Episodes that do end in the final window define R (mean over them).
+    lifetime = lifetime.replace(steps=jnp.int32(9_000))
+    lifetime = population.record_progress(spec, lifetime, 100, jnp.float32(10.0), jnp.float32(2.0))
+    lifetime = population.record_progress(spec, lifetime, 100, jnp.float32(2.0), jnp.float32(2.0))
+    np.testing.assert_allclose(population.final_return(lifetime), 3.0)
+
+
+def _collapse_round(spec, group, arm, last_return, key, entropy=0.0, nonfinite=False):
+    """One reset_finished call where every lifetime sits on `arm`, reached `last_return`, and
+    collapsed (entropy 0) or diverged (non-finite θ) long before its budget."""
+    lifetimes = group.lifetimes
+    n = lifetimes.arm.shape[0]
+    lifetimes = lifetimes.replace(
+        arm=jnp.full((n,), arm, jnp.int32), feeds_bandit=jnp.ones((n,), bool),
+        steps=jnp.full((n,), 100, jnp.int32), last_return=jnp.full((n,), last_return),
+        episodes_completed=jnp.ones((n,)))
+    if nonfinite:
+        lifetimes = lifetimes.replace(agent=jax.tree.map(lambda x: x * jnp.nan, lifetimes.agent))
+    group = group.replace(lifetimes=lifetimes)
+    return population.reset_finished(
+        spec, group, jnp.full((n,), entropy), jax.random.split(key, n), population.BanditConfig(),
+        entropy_floor=1e-3)
+
+
+@pytest.mark.parametrize("nonfinite", [False, True])
+def test_arm_whose_lifetimes_always_collapse_gets_low_probability(nonfinite):
+    """Collapsed (zero entropy) or diverged lifetimes count in N with the return they reached.
+    They used to be dropped, so such an arm kept N = 0, looked untried, and took p = 1."""
+    spec = _group("chain/short", num_lifetimes=2)
+    cfg = population.BanditConfig()
+    group = population.init_group(spec, jax.random.key(1), cfg)
+    num_arms = len(spec.arms)
+    bandit = group.bandit
+    for arm in range(1, num_arms):  # every other arm: lifetimes that finished with return 1
+        bandit = population.bandit_lib.record(bandit, jnp.int32(arm), jnp.float32(1.0))
+    group = group.replace(bandit=bandit)
+    for i in range(3):
+        group, stats = _collapse_round(spec, group, 0, 0.0, jax.random.key(10 + i),
+                                       entropy=(0.5 if nonfinite else 0.0), nonfinite=nonfinite)
+        assert int(stats["bandit_records"]) == 2
+    assert int(group.bandit.counts[0]) == 6
+    probs = population.bandit_lib.probabilities(group.bandit, cfg.temperature, cfg.bonus)
+    assert float(probs[0]) < 0.01, probs
