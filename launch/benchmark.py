@@ -16,6 +16,9 @@ Sections:
         JAX's persistent cache only, warm with the executable cache (fresh process each).
   memory: the meta section's step with K = 5 vs K = 20 (fresh process each).
   devices: the meta section's step sharded over 1, 2, 4 fake CPU devices (fresh process each).
+  --baseline_ref=REF (with the meta section): the same meta-step measured side by side in another
+        checkout of the code (a temporary `git worktree` of REF, e.g. the commit before a change),
+        fresh processes alternating between the two trees, and the ratio of their medians.
 Every figure is the median over `--repeats` timed runs after one compile run; compile times are
 measured separately with `jit(...).lower(...).compile()`. Peak RSS is the process high-water mark
 after each section. The machine is shared: compare variants within one run.
@@ -59,6 +62,9 @@ _K = flags.DEFINE_integer("K", 5, "Updates per meta-gradient for the meta sectio
 _META_LIFETIMES = flags.DEFINE_integer("meta_lifetimes", 64, "Lifetimes for the meta section.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per figure (median reported).")
 _NUM_ENVS = flags.DEFINE_integer("num_envs", 64, "Environments per family for the env benchmark.")
+_BASELINE_REF = flags.DEFINE_string(
+    "baseline_ref", "", "Git ref to compare the meta section against, side by side in this run.")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating process pairs for --baseline_ref.")
 _ENV_STEPS = flags.DEFINE_integer("env_steps", 200, "Steps per timed env rollout.")
 
 
@@ -299,18 +305,51 @@ def bench_meta(repeats: int) -> dict:
                                                         "inner_env_steps_per_s", "compile_s")}
     if _PROFILE_DIR.value:
         out["profile_dir"] = _PROFILE_DIR.value
+    if _BASELINE_REF.value:
+        out["side_by_side"] = compare_with_ref(_BASELINE_REF.value, repeats, _ROUNDS.value)
     return out
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def compare_with_ref(ref: str, repeats: int, rounds: int) -> dict:
+    """The meta section's step (paper architecture) in this tree and in a checkout of `ref`,
+    `rounds` fresh-process pairs alternating between the trees (so load on the shared machine
+    hits both alike); medians over all timed steps of each tree and their ratio."""
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout.strip()
+    spec = dict(trainer={"num_updates": _K.value, "num_lifetimes": _META_LIFETIMES.value,
+                         "hidden": _HIDDEN.value, "remat": _REMAT.value},
+                repeats=repeats, count_flops=False)
+    times = {"current": [], f"baseline {ref} ({commit})": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = os.path.join(tmp, "baseline")
+        subprocess.run(["git", "worktree", "add", "--detach", tree, ref], cwd=REPO,
+                       capture_output=True, check=True)
+        try:
+            for _ in range(rounds):
+                for name, cwd in zip(times, (REPO, tree)):
+                    times[name] += _probe("meta", cwd=cwd, **spec)["all_step_seconds"]
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", tree], cwd=REPO, check=False)
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    current, baseline = medians.values()
+    return {"seconds_per_meta_step": medians, "all_step_seconds": times,
+            "current_over_baseline": current / baseline, "rounds": rounds, "repeats": repeats}
 
 
 # --- sections that need fresh processes (a device count, an empty compilation cache) ---------
 
 
-def _probe(kind: str, devices: int = 1, **kwargs) -> dict:
-    """Runs `python -m launch.benchmark --probe=...` with `devices` fake CPU devices; its JSON."""
+def _probe(kind: str, devices: int = 1, cwd: str = "", **kwargs) -> dict:
+    """Runs `python -m launch.benchmark --probe=...` with `devices` fake CPU devices; its JSON.
+
+    cwd: the source tree to run (default this one); `python -m` imports from the working
+    directory first, so another checkout runs its own code with this environment's packages."""
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
     cmd = [sys.executable, "-m", "launch.benchmark", "--probe=" + json.dumps({"kind": kind, **kwargs})]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
-                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False, cwd=cwd or REPO)
     if proc.returncode != 0:
         raise RuntimeError(f"probe {kind} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

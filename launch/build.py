@@ -1,20 +1,189 @@
 """Turns an experiment config into library objects, validating every value first.
 
 The only place that reads an LPG experiment config: library components get explicit arguments.
+`validate_config` range-checks every value (cheap, no jax work); `make_trainer` calls it first.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
 
 import ml_collections
 
 import envs
 from lpg import agent as agent_lib
 from lpg import training
+from lpg.meta import gradient
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
 from lpg.meta import sharding
 from lpg.meta import trainer as trainer_lib
 from lpg.rules import lpg as lpg_rule
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The allowed values of one numeric config entry: a finite number (an integer if `integer`)
+    in the interval from `low` to `high`; `low_open` excludes `low` itself. Booleans never pass."""
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    integer: bool = False
+
+    def allows(self, value) -> bool:
+        if isinstance(value, bool):
+            return False
+        if self.integer and not isinstance(value, numbers.Integral):
+            return False
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return False
+        above_low = value > self.low if self.low_open else value >= self.low
+        return above_low and value <= self.high
+
+    def describe(self) -> str:
+        """E.g. 'an integer >= 1', 'a finite number > 0', 'a finite number in [0, 1]'."""
+        kind = "an integer" if self.integer else "a finite number"
+        if math.isfinite(self.low) and math.isfinite(self.high):
+            return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        if math.isfinite(self.low):
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        if math.isfinite(self.high):
+            return f"{kind} <= {self.high:g}"
+        return kind
+
+
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE = Range(low=0)
+COUNT = Range(low=1, integer=True)  # sizes, step counts, intervals
+INTEGER = Range(integer=True)
+
+# Every numeric entry of an LPG config (experiments/configs/lpg.py) and what it may hold.
+RULE_RANGES = {  # config.rule (also checked alone, for a rule saved without its experiment)
+    "hidden_size": COUNT,
+    "y_dim": COUNT,
+}
+CONFIG_RANGES = {
+    "objective.y_entropy_cost": NON_NEGATIVE,
+    "objective.pi_hat_l2_cost": NON_NEGATIVE,
+    "objective.y_hat_l2_cost": NON_NEGATIVE,
+    "bandit.temperature": POSITIVE,
+    "bandit.bonus": NON_NEGATIVE,
+    "bandit.window": COUNT,
+    "meta.lifetimes_per_task": COUNT,
+    "meta.num_envs": COUNT,
+    "meta.unroll_length": COUNT,
+    "meta.num_updates": COUNT,
+    "meta.steps": COUNT,
+    "meta.lifetime_scale": POSITIVE,  # > 1 lengthens lifetimes beyond the paper's
+    "meta.learning_rate": POSITIVE,
+    "meta.max_grad_norm": POSITIVE,
+    "meta.critic_learning_rate": POSITIVE,
+    "meta.critic_learning_rate_tabular": POSITIVE,
+    "meta.td_lambda": Range(low=0, high=1),
+    "meta.entropy_floor": NON_NEGATIVE,
+    "meta.agent_grad_clip": NON_NEGATIVE,  # 0: no clipping
+    "meta.lifetimes_per_chunk": Range(low=0, integer=True),  # 0: no chunking
+    "log_every": COUNT,
+    "checkpoint_every": COUNT,
+    "keep_checkpoints": COUNT,
+    "seed": INTEGER,
+    "eval.num_envs": COUNT,
+    "eval.env_steps": Range(low=0, integer=True),  # 0: each task's full lifetime
+    "eval.y_cost": NON_NEGATIVE,  # 0: selected from the task's grid
+    "eval.learning_rate": NON_NEGATIVE,  # 0: selected from the task's grid
+}
+# Seed specs of the evaluation: a count n >= 1, or a string such as "0-3" or "100,101" that
+# launch/eval_report.py parses (only counts are checked here). selection_seeds may be absent.
+SEED_SPEC_KEYS = ("eval.seeds", "eval.selection_seeds")
+# Entries holding a non-empty list of numbers, each in the range.
+CONFIG_LIST_RANGES = {
+    "meta.entropy_costs": NON_NEGATIVE,
+}
+BOOLEAN_KEYS = ("bandit.enabled",)
+
+
+def _lookup(config, key: str, prefix: str = ""):
+    """config['a.b'] → config.a.b; a missing entry is a ValueError naming config.`prefix``key`."""
+    value = config
+    for part in key.split("."):
+        if not hasattr(value, "keys") or part not in value:
+            raise ValueError(f"config.{prefix}{key} is missing")
+        value = value[part]
+    return value
+
+
+def check_range(key: str, value, allowed: Range) -> None:
+    """Raises ValueError naming config.`key`, `value` and what is allowed unless `allowed` holds it."""
+    if not allowed.allows(value):
+        raise ValueError(f"config.{key} must be {allowed.describe()}, got {value!r}")
+
+
+def check_list_range(key: str, values, allowed: Range) -> None:
+    """Like `check_range` for a non-empty list/tuple whose every element must be allowed."""
+    if (not isinstance(values, (list, tuple)) or not values
+            or not all(allowed.allows(v) for v in values)):
+        raise ValueError(f"config.{key} must be a non-empty list, each element "
+                         f"{allowed.describe()}, got {values!r}")
+
+
+def check_rule_config(rule_config) -> None:
+    """Validates a rule config (config.rule, or the one saved with a rule)."""
+    for name, allowed in RULE_RANGES.items():
+        check_range(f"rule.{name}", _lookup(rule_config, name, "rule."), allowed)
+    y_softmax = _lookup(rule_config, "y_softmax", "rule.")
+    if not isinstance(y_softmax, bool):
+        raise ValueError(f"config.rule.y_softmax must be True or False, got {y_softmax!r}")
+    # Rules saved before matmul_dtype existed were float32.
+    matmul_dtype = rule_config.get("matmul_dtype", "float32")
+    if matmul_dtype not in lpg_rule.MATMUL_DTYPES:
+        raise ValueError(f"config.rule.matmul_dtype must be one of {lpg_rule.MATMUL_DTYPES}, got {matmul_dtype!r}")
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> None:
+    """Raises ValueError naming the first bad value of an LPG experiment config and what is allowed.
+
+    Cheap (no jax work), so a launcher refuses bad input before it builds or touches anything.
+    num_devices: the population mesh size the lifetimes must split over.
+    The trainer adds checks that need its derived values (e.g. a meta-step longer than a lifetime).
+    """
+    check_rule_config(_lookup(config, "rule"))
+    for key, allowed in CONFIG_RANGES.items():
+        check_range(key, _lookup(config, key), allowed)
+    for key, allowed in CONFIG_LIST_RANGES.items():
+        check_list_range(key, _lookup(config, key), allowed)
+    for key in SEED_SPEC_KEYS:
+        section, name = key.split(".")
+        value = _lookup(config, section).get(name, "")
+        if not isinstance(value, str) and not COUNT.allows(value):
+            raise ValueError(f"config.{key} must be a count of seeds ({COUNT.describe()}) or a seed "
+                             f"spec string such as '0-3', got {value!r}")
+    for key in BOOLEAN_KEYS:
+        value = _lookup(config, key)
+        if not isinstance(value, bool):
+            raise ValueError(f"config.{key} must be True or False, got {value!r}")
+    remat = _lookup(config, "meta.remat")
+    if remat not in gradient.REMAT_POLICIES:
+        raise ValueError(f"config.meta.remat must be one of {gradient.REMAT_POLICIES}, got {remat!r}")
+    tasks = _parse_tasks_of(config, "meta.tasks")
+    _parse_tasks_of(config, "eval.tasks")  # fail now, not after hours of training (--evaluate)
+    meta = config.meta
+    try:
+        sharding.check_divisible({name: meta.lifetimes_per_task for name in tasks},
+                                 num_devices, meta.lifetimes_per_chunk)
+    except ValueError as err:
+        raise ValueError(f"config.meta.lifetimes_per_task={meta.lifetimes_per_task} / "
+                         f"lifetimes_per_chunk={meta.lifetimes_per_chunk} on {num_devices} "
+                         f"device(s): {err}") from None
+
+
+def _parse_tasks_of(config, key: str) -> tuple[str, ...]:
+    names = _lookup(config, key)
+    try:
+        return parse_tasks(names)
+    except ValueError as err:
+        raise ValueError(f"config.{key}={names!r}: {err}") from None
 
 
 def parse_tasks(names: str) -> tuple[str, ...]:
@@ -29,45 +198,22 @@ def parse_tasks(names: str) -> tuple[str, ...]:
     return tasks
 
 
-def _positive(section: str, config, *names):
-    for name in names:
-        value = config[name]
-        if not value > 0:
-            raise ValueError(f"config.{section}.{name} must be > 0, got {value!r}")
-
-
 def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
-    _positive("rule", rule_config, "hidden_size", "y_dim")
-    # Rules saved before matmul_dtype existed were float32.
-    matmul_dtype = str(rule_config.get("matmul_dtype", "float32"))
-    if matmul_dtype not in lpg_rule.MATMUL_DTYPES:
-        raise ValueError(f"config.rule.matmul_dtype must be one of {lpg_rule.MATMUL_DTYPES}, got {matmul_dtype!r}")
+    check_rule_config(rule_config)
     return lpg_rule.LPG(
         hidden_size=int(rule_config.hidden_size), y_dim=int(rule_config.y_dim),
-        y_softmax=bool(rule_config.y_softmax), matmul_dtype=matmul_dtype)
+        y_softmax=bool(rule_config.y_softmax),
+        matmul_dtype=str(rule_config.get("matmul_dtype", "float32")))
 
 
 def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.MetaTrainer:
-    """Builds the MetaTrainer of an LPG config (raises ValueError naming any bad value).
+    """Builds the MetaTrainer of an LPG config (first `validate_config`: ValueError naming any bad value).
 
     mesh: the population mesh (lpg.meta.sharding.population_mesh()); None: the default device.
     """
+    validate_config(config, 1 if mesh is None else mesh.size)
     meta = config.meta
-    _positive("meta", meta, "critic_learning_rate", "critic_learning_rate_tabular",
-              "lifetimes_per_task", "num_envs", "unroll_length", "num_updates", "lifetime_scale",
-              "steps", "learning_rate", "max_grad_norm")
-    if meta.agent_grad_clip < 0:
-        raise ValueError(f"config.meta.agent_grad_clip must be >= 0 (0 disables), got {meta.agent_grad_clip}")
     tasks = parse_tasks(meta.tasks)
-    # The trainer checks this too (and remat, chunk >= 0); here the message names the config keys.
-    num_devices = 1 if mesh is None else mesh.size
-    try:
-        sharding.check_divisible({name: int(meta.lifetimes_per_task) for name in tasks},
-                                 num_devices, int(meta.lifetimes_per_chunk))
-    except ValueError as err:
-        raise ValueError(f"config.meta.lifetimes_per_task={meta.lifetimes_per_task} / "
-                         f"lifetimes_per_chunk={meta.lifetimes_per_chunk} on {num_devices} "
-                         f"device(s): {err}") from None
     rule = make_rule(config.rule)
     grad_clip = float(meta.agent_grad_clip) or None
     groups = []

@@ -4,6 +4,9 @@
         [--config.meta.steps=50] [--evaluate]
 
 Restarting with the same --workdir resumes from the latest checkpoint (bit-identical on CPU).
+Every file of a checkpoint is checked against the step's SHA-256 manifest first: a damaged latest
+step stops the run before any work, naming the earlier intact steps; `--restore_step=N` then
+resumes from step N explicitly (the damaged later steps are moved aside, never deleted).
 SIGTERM/SIGINT save a checkpoint and exit cleanly. Writes <workdir>/metrics.csv, TensorBoard
 events under <workdir>/tensorboard and <workdir>/config.json. `--evaluate` runs
 launch/evaluate.py on the final checkpoint afterwards.
@@ -38,6 +41,14 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/configs/lpg.py:cpu", "Experiment config file (with :preset).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
 _EVALUATE = flags.DEFINE_bool("evaluate", False, "Evaluate the final rule after training.")
+_RESTORE_STEP = flags.DEFINE_integer(
+    "restore_step", None,
+    "Resume from this intact checkpoint step instead of the latest (allowed when every later "
+    "step is damaged; those are moved aside to <workdir>/checkpoints/corrupt-<step>-<time>).")
+_ALLOW_UNVERIFIED = flags.DEFINE_bool(
+    "allow_unverified_checkpoint", False,
+    "Resume from a checkpoint that has no SHA-256 manifest (saved before manifests existed); "
+    "files that differ from a manifest are never accepted.")
 _CACHE_DIR = flags.DEFINE_string(
     "compilation_cache", os.path.expanduser("~/.cache/lpg/jax_compilation_cache"),
     "Persistent XLA compilation cache directory, and compiled executables under "
@@ -104,6 +115,8 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
     if not _MULTIHOST.value and any(f.value is not None for f in (_COORDINATOR, _NUM_PROCESSES, _PROCESS_ID)):
         raise app.UsageError("--coordinator_address/--num_processes/--process_id need --multihost")
+    if _RESTORE_STEP.value is not None and _RESTORE_STEP.value < 0:
+        raise app.UsageError(f"--restore_step must be a checkpoint step >= 0, got {_RESTORE_STEP.value}")
     if _CPU_DEVICES.value < -1:
         raise app.UsageError(f"--cpu_devices must be -1 (auto), 0 (off) or positive, got {_CPU_DEVICES.value}")
     config = _CONFIG.value
@@ -121,7 +134,9 @@ def main(argv):
     elif _CACHE_DIR.value:
         train_loop.enable_compilation_cache(_CACHE_DIR.value)
         executable_cache = os.path.join(_CACHE_DIR.value, "executables")
-    train_loop.train(config, _WORKDIR.value, executable_cache=executable_cache)
+    train_loop.train(config, _WORKDIR.value, executable_cache=executable_cache,
+                     restore_step=_RESTORE_STEP.value,
+                     allow_unverified_checkpoint=_ALLOW_UNVERIFIED.value)
     if _EVALUATE.value and jax.process_index() == 0:
         from launch import eval_report  # pylint: disable=g-import-not-at-top
 

@@ -1,35 +1,39 @@
-"""Train A2C agents on registered tasks: learning curves (CSV + PNG) and a results table.
+"""Tune and train A2C on registered tasks under the shared protocol (lpg/evaluation.py).
 
     python -m launch.train_agent --config experiments/configs/a2c.py \
-        --config.tasks=tabular/dense --config.env_steps=1000000 --workdir runs/a2c
+        --config.tasks=tabular/dense --config.env_steps=300000 --config.num_envs=32 \
+        --config.selection_seeds=0-3 --config.report_seeds=100-107 --workdir runs/a2c
 
-For each task, `num_seeds` agents per learning rate (the task's α_lr grid unless
---config.hyper.learning_rate is set) train side by side; the best learning rate by mean final
-return (mean of the last 10% of the curve) is reported. Writes <workdir>/<task>.csv (per-update
-mean return per learning rate), <workdir>/<task>.png, and <workdir>/results.md with the paper's
-A2C values (Fig. 3) alongside.
+For each task, every setting of the grid α_lr × value_cost × entropy_cost (config.sweep; α_lr
+defaults to the task's grid) trains on the selection seeds; the setting with the best mean final
+return (mean of the last 10% of the curve; settings that diverge on any seed rank last) is then
+trained on the disjoint report seeds and reported with a bootstrap CI. Writes in <workdir>:
+  sweep.md, sweep.csv     every setting's mean final return on the selection seeds, per task;
+  results.md              the selected setting per task, its report mean [95% CI], paper A2C;
+  final_returns.csv       every (task, rule, setting, seed, role, final_return);
+  <task>.csv, <task>.png  the selected setting's curve: mean and CI over report seeds;
+  a2c_tuned.py            the selected settings, ready to replace experiments/configs/a2c_tuned.py.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import shlex
+import sys
 import time
 
 from absl import app
 from absl import flags
-import jax
 from ml_collections import config_flags
-import numpy as np
-import tqdm
 
 import envs
 from experiments import paper_results
+from experiments.configs import a2c_tuned
 from launch import build
 from launch import eval_report
 from launch import train_loop
 from lpg import evaluation
-from lpg import types
 from lpg.rules import a2c
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/a2c.py", "Config file.")
@@ -40,85 +44,197 @@ def _task_names(spec: str) -> tuple[str, ...]:
     return tuple(envs.names()) if spec.strip() == "all" else build.parse_tasks(spec)
 
 
-def _validate(config) -> None:
-    for name in ("num_seeds", "num_envs", "unroll_length", "updates_per_chunk"):
+def validate(config) -> tuple[tuple[str, ...], evaluation.Protocol]:
+    """(task names, protocol); raises ValueError naming the first bad config value and what is allowed."""
+    for name in ("num_envs", "unroll_length", "updates_per_chunk"):
         if not config[name] > 0:
             raise ValueError(f"config.{name} must be > 0, got {config[name]!r}")
-    for name in ("env_steps", "lifetime_fraction", "lifetimes_per_chunk"):
+    for name in ("env_steps", "lifetime_fraction", "lifetimes_per_call", "lifetimes_per_chunk"):
         if config[name] < 0:
             raise ValueError(f"config.{name} must be >= 0, got {config[name]!r}")
-    for name in ("discount", "td_lambda"):
-        if not 0 <= config.hyper[name] <= 1:
-            raise ValueError(f"config.hyper.{name} must be in [0, 1], got {config.hyper[name]!r}")
-    if config.hyper.learning_rate < 0:
-        raise ValueError(f"config.hyper.learning_rate must be > 0 (or 0 to sweep the task's grid), "
-                         f"got {config.hyper.learning_rate}")
-
-
-def run(config, workdir: str) -> dict:
+    if not 0 < config.hyper.discount <= 1:
+        raise ValueError(f"config.hyper.discount must be in (0, 1], got {config.hyper.discount!r}")
+    if not 0 <= config.hyper.td_lambda <= 1:
+        raise ValueError(f"config.hyper.td_lambda must be in [0, 1], got {config.hyper.td_lambda!r}")
+    for name, empty_ok, positive in (("learning_rates", True, True), ("value_costs", False, False),
+                                     ("entropy_costs", False, False)):
+        values = config.sweep[name]
+        ok = isinstance(values, (list, tuple)) and (empty_ok or len(values) > 0) and all(
+            isinstance(v, (int, float)) and (v > 0 if positive else v >= 0) for v in values)
+        if not ok:
+            allowed = "> 0" if positive else ">= 0"
+            empty = " (empty: the task's grid)" if empty_ok else ", non-empty"
+            raise ValueError(f"config.sweep.{name} must be a list of numbers {allowed}{empty}, "
+                             f"got {values!r}")
     tasks = _task_names(config.tasks)
-    _validate(config)
+    protocol = eval_report.make_protocol(
+        config.selection_seeds, config.report_seeds, base_seed=int(config.seed),
+        selection_name="config.selection_seeds", report_name="config.report_seeds")
+    return tasks, protocol
+
+
+def _env_steps(config, task) -> int:
+    if config.lifetime_fraction > 0:
+        return max(1, int(task.lifetime_steps * config.lifetime_fraction))
+    return int(config.env_steps) or task.lifetime_steps
+
+
+def run(config, workdir: str, command: str = "") -> dict:
+    """Sweeps and reports A2C on config.tasks (module docstring); returns
+    {task: {"result": Evaluation, "seconds": float, "lifetime": int, "env_steps": int}}."""
+    tasks, protocol = validate(config)
     os.makedirs(workdir, exist_ok=True)
-    hyper = types.HyperParams(
-        learning_rate=0.0, discount=config.hyper.discount, y_cost=0.0,
-        entropy_cost=config.hyper.entropy_cost, value_cost=config.hyper.value_cost,
-        td_lambda=config.hyper.td_lambda)
-    key = jax.random.key(int(config.seed))
-    summary = {}
+    summary, rows = {}, []
     for name in tasks:
         task = envs.make(name)
-        if config.lifetime_fraction > 0:
-            steps = int(task.lifetime_steps * config.lifetime_fraction)
-        else:
-            steps = int(config.env_steps) or task.lifetime_steps
-        steps_per_update = config.num_envs * config.unroll_length
-        num_updates = max(1, steps // steps_per_update)
-        grid = (config.hyper.learning_rate,) if config.hyper.learning_rate > 0 else task.learning_rates
-        key, sub = jax.random.split(key)
+        budget = evaluation.Budget.from_env_steps(_env_steps(config, task), int(config.num_envs),
+                                                  int(config.unroll_length))
+        candidates = eval_report.a2c_sweep(
+            task, learning_rates=config.sweep.learning_rates, value_costs=config.sweep.value_costs,
+            entropy_costs=config.sweep.entropy_costs, discount=config.hyper.discount,
+            td_lambda=config.hyper.td_lambda)
         start = time.perf_counter()
-        with tqdm.tqdm(total=num_updates, desc=name, unit="upd") as bar:
-            curves = evaluation.evaluate_rule(
-                task, a2c.A2C(), {}, hyper, learning_rates=grid, seeds=int(config.num_seeds),
-                num_updates=num_updates, num_envs=int(config.num_envs),
-                unroll_length=int(config.unroll_length), key=sub,
-                updates_per_chunk=int(config.updates_per_chunk),
-                lifetimes_per_chunk=int(config.lifetimes_per_chunk) or None, progress=bar.update)
+        result = eval_report.run_evaluation(
+            task, a2c.A2C(), {}, candidates, protocol, budget, label="A2C",
+            updates_per_chunk=int(config.updates_per_chunk),
+            lifetimes_per_call=int(config.lifetimes_per_call) or None,
+            lifetimes_per_chunk=int(config.lifetimes_per_chunk) or None)
         seconds = time.perf_counter() - start
-        total_steps = num_updates * steps_per_update * len(grid) * int(config.num_seeds)
+        summary[name] = dict(result=result, seconds=seconds, lifetime=task.lifetime_steps,
+                             env_steps=budget.env_steps)
+        rows += eval_report.final_return_rows("A2C", result)
         fname = name.replace("/", "_")
-        with open(os.path.join(workdir, fname + ".csv"), "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["env_steps"] + [f"lr={lr:g}" for lr in curves.learning_rates])
-            with np.errstate(all="ignore"):
-                means = np.nanmean(curves.returns, axis=1)  # [G, U]
-            for u, steps_u in enumerate(curves.env_steps):
-                writer.writerow([int(steps_u)] + [f"{m:.4f}" for m in means[:, u]])
-        eval_report.plot_curves(os.path.join(workdir, fname + ".png"), name, {"A2C": curves})
-        best = curves.best_final
-        summary[name] = dict(
-            mean=float(np.nanmean(best)), stderr=eval_report.stderr(best),
-            lr=float(curves.learning_rates[curves.best]), env_steps=num_updates * steps_per_update,
-            lifetime=task.lifetime_steps, seconds=seconds, env_steps_per_s=total_steps / seconds,
-            per_lr={f"{lr:g}": float(np.nanmean(curves.final[g])) for g, lr in enumerate(curves.learning_rates)})
-        tqdm.tqdm.write(f"{name}: {summary[name]['mean']:.3f} ± {summary[name]['stderr']:.3f} "
-                        f"(α_lr={summary[name]['lr']:g}, {seconds:.0f}s, {summary[name]['env_steps_per_s']:,.0f} steps/s)")
+        write_curve_csv(os.path.join(workdir, fname + ".csv"), result)
+        eval_report.plot_curves(os.path.join(workdir, fname + ".png"), name, {"A2C": result})
+        lifetimes = evaluation.work(len(candidates), protocol, budget) / budget.num_updates
+        print(f"{name}: chose {result.chosen}; report {result.summary()} "
+              f"({seconds:.0f}s, {lifetimes * budget.env_steps / seconds:,.0f} env steps/s)", flush=True)
+    eval_report.write_final_returns(os.path.join(workdir, "final_returns.csv"), rows)
+    write_sweep(workdir, summary, protocol)
+    lines = results_lines(config, summary, protocol)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(workdir, "a2c_tuned.py"), "w") as f:
+        f.write(tuned_config_text(config, summary, protocol, command))
+    print("\n".join(lines))
+    return summary
+
+
+def write_curve_csv(path: str, result: evaluation.Evaluation) -> None:
+    """env_steps, mean, ci_low, ci_high of the chosen setting over the report seeds."""
+    p = result.protocol
+    band = evaluation.bootstrap_mean(result.report_curves, confidence=p.confidence, seed=p.bootstrap_seed,
+                                     n_bootstrap=min(p.n_bootstrap, eval_report.BAND_BOOTSTRAP))
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["env_steps", "mean", "ci_low", "ci_high"])
+        for u, steps in enumerate(result.env_steps):
+            writer.writerow([int(steps)] + [f"{x[u]:.4f}" for x in (band.mean, band.low, band.high)])
+
+
+SWEEP_FIELDS = ("learning_rate", "value_cost", "entropy_cost", "discount", "td_lambda")
+
+
+def _candidate_hypers(result: evaluation.Evaluation) -> list[tuple[float, ...]]:
+    """[C] (learning_rate, value_cost, entropy_cost, discount, td_lambda) of each candidate."""
+    return [tuple(float(getattr(h, f)) for f in SWEEP_FIELDS) for h in result.candidate_hypers]
+
+
+def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol) -> None:
+    """sweep.csv (one row per task and setting) and sweep.md (one α_lr × (c_V, c_H) table per task)."""
+    seeds = protocol.selection_seeds
+    with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["task", "setting", *SWEEP_FIELDS, "selection_mean_final", "diverged_seeds",
+                         "chosen", *[f"seed_{s}" for s in seeds]])
+        for name, res in summary.items():
+            result = res["result"]
+            for c, (setting, mean) in enumerate(result.selection_table.items()):
+                writer.writerow([name, setting, *_candidate_hypers(result)[c], f"{mean:.4f}",
+                                 int(result.selection_diverged[c].sum()), int(setting == result.chosen),
+                                 *[f"{x:.4f}" for x in result.selection_final[c]]])
+    lines = [f"# A2C sweep: mean final return on selection seeds {list(seeds)}", "",
+             "Rows c_V (value cost; tabular value step = α_lr · c_V) and c_H (entropy cost), columns "
+             "α_lr; **bold**: selected; † diverged (non-finite loss) on that many seeds.", ""]
+    for name, res in summary.items():
+        result = res["result"]
+        hypers = _candidate_hypers(result)
+        lrs = sorted({h[0] for h in hypers})
+        rows = sorted({h[1:3] for h in hypers})
+        cell = {}
+        for c, (setting, mean) in enumerate(result.selection_table.items()):
+            text = f"{mean:.3f}"
+            if result.selection_diverged[c].any():
+                text += f" †{int(result.selection_diverged[c].sum())}"
+            cell[hypers[c][0], hypers[c][1:3]] = f"**{text}**" if setting == result.chosen else text
+        lines += [f"## {name} ({res['env_steps']:,} env steps per lifetime)", "",
+                  "| c_V, c_H | " + " | ".join(f"α_lr={lr:g}" for lr in lrs) + " |",
+                  "|---|" + "---|" * len(lrs)]
+        for row in rows:
+            cells = " | ".join(cell.get((lr, row), "–") for lr in lrs)
+            lines.append(f"| {row[0]:g}, {row[1]:g} | {cells} |")
+        lines.append("")
+    with open(os.path.join(workdir, "sweep.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def results_lines(config, summary: dict, protocol: evaluation.Protocol) -> list[str]:
+    p = protocol
     lines = [
-        f"A2C final return (mean ± stderr over {config.num_seeds} seeds at the best α_lr; final = mean "
-        f"of the last 10% of updates; γ={config.hyper.discount}, λ={config.hyper.td_lambda}, "
-        f"entropy {config.hyper.entropy_cost}, {config.num_envs} envs × T={config.unroll_length}).",
+        f"A2C final return on report seeds {list(p.report_seeds)}: mean [{p.confidence:.0%} bootstrap CI] "
+        f"of the setting selected on seeds {list(p.selection_seeds)} (final = mean of the last "
+        f"{p.final_fraction:.0%} of the curve; γ={config.hyper.discount}, λ={config.hyper.td_lambda}, "
+        f"{config.num_envs} envs × T={config.unroll_length}).",
         "",
-        "| task | env steps (of lifetime) | A2C here | best α_lr | mean final per α_lr | paper A2C | wall s |",
+        "| task | env steps (of lifetime) | selected (α_lr, c_V, c_H) | A2C here | diverged report seeds "
+        "| paper A2C | wall s |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in summary.items():
+        result = r["result"]
         paper = paper_results.FIG3_FINAL_RETURN.get(name, (float("nan"),))[0]
-        per_lr = ", ".join(f"{lr}: {v:.2f}" for lr, v in r["per_lr"].items())
-        lines.append(f"| {name} | {r['env_steps']:,} ({r['env_steps'] / r['lifetime']:.0%}) | "
-                     f"{r['mean']:.3f} ± {r['stderr']:.3f} | {r['lr']:g} | {per_lr} | {paper:g} | {r['seconds']:.0f} |")
-    with open(os.path.join(workdir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return summary
+        steps = f"{r['env_steps']:,} ({r['env_steps'] / r['lifetime']:.1%})"
+        lines.append(f"| {name} | {steps} | {result.chosen} | {result.summary()} | "
+                     f"{int(result.report_diverged.sum())} | {paper:g} | {r['seconds']:.0f} |")
+    return lines
+
+
+def tuned_config_text(config, summary: dict, protocol: evaluation.Protocol, command: str) -> str:
+    """experiments/configs/a2c_tuned.py content for the selected settings, with its provenance."""
+    budgets = sorted({r["env_steps"] for r in summary.values()})
+    entries = []
+    for name, r in summary.items():
+        result = r["result"]
+        values = tuple(float(getattr(result.chosen_hyper, f)) for f in a2c_tuned.FIELDS)
+        mean = result.selection_table[result.chosen]
+        entries.append(f"    {name!r}: {values!r},  # selection {mean:.3f}; report {result.summary()}")
+    grid = (f"α_lr ∈ {tuple(config.sweep.learning_rates) or 'the task grid'} × value_cost ∈ "
+            f"{tuple(config.sweep.value_costs)} × entropy_cost ∈ {tuple(config.sweep.entropy_costs)}")
+    return "\n".join([
+        '"""Tuned A2C settings per task: A2C\'s single candidate in launch/eval_report.py.',
+        "",
+        "Produced by launch/train_agent.py:",
+        "",
+        f"    {command or 'python -m launch.train_agent (command not recorded)'}",
+        "",
+        f"Selected on seeds {list(protocol.selection_seeds)} (base seed {protocol.base_seed}); "
+        f"reported on seeds {list(protocol.report_seeds)}.",
+        f"Budget: {', '.join(f'{b:,}' for b in budgets)} env steps per lifetime, "
+        f"{config.num_envs} envs × T={config.unroll_length}.",
+        f"Grid: {grid}; γ={config.hyper.discount}, λ={config.hyper.td_lambda}.",
+        "Entries: task -> (learning_rate, value_cost, entropy_cost, discount, td_lambda). On a tabular",
+        "task the value table's SGD step is learning_rate · value_cost (experiments/configs/a2c.py).",
+        '"""',
+        "",
+        "PLACEHOLDER = False",
+        "",
+        f"FIELDS = {a2c_tuned.FIELDS!r}",
+        "",
+        "TUNED = {",
+        *entries,
+        "}",
+        "",
+    ])
 
 
 def main(argv):
@@ -126,8 +242,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
+    try:
+        validate(_CONFIG.value)
+    except ValueError as err:
+        raise app.UsageError(str(err)) from None
     train_loop.enable_compilation_cache(os.path.expanduser("~/.cache/lpg/jax_compilation_cache"))
-    run(_CONFIG.value, _WORKDIR.value)
+    command = "python -m launch.train_agent " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    run(_CONFIG.value, _WORKDIR.value, command=command)
 
 
 def cli():

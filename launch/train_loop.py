@@ -1,6 +1,15 @@
 """The meta-training host loop: resume, jitted meta-steps, metrics, checkpoints, signals.
 
 No flags here (launch/train.py parses them), so tests and other scripts can call `train`.
+
+Resuming never trusts a damaged checkpoint (launch/checkpoints.py verifies every file against the
+step's manifest): if the latest step is corrupt or unverifiable, `train` refuses before it trains,
+writes or deletes anything, naming the earlier intact steps. Resuming from one of them is explicit
+(`restore_step`); the damaged later steps are then moved aside to
+<workdir>/checkpoints/{corrupt,unverified}-<step>-<time> (never deleted, and out of reach of
+orbax's max_to_keep clean-up) so the resumed run can save those step numbers again. An intact
+later step is never trained over (refused). As in any run, keep_checkpoints then rotates out the
+oldest intact steps once newer ones are saved.
 """
 
 from __future__ import annotations
@@ -91,6 +100,63 @@ class _StopRequested:
         self.requested = True
 
 
+def _resume_hint(ckpt: checkpoints.Checkpointer, step: int) -> str:
+    """What to do about damaged step `step` (appended to the refusal)."""
+    intact = [s for s in ckpt.intact_steps() if s < step]
+    if not intact:
+        return " Nothing was trained, written or deleted; no earlier step is intact: use a new --workdir."
+    return (f" Nothing was trained, written or deleted. Resume from an intact step explicitly with "
+            f"--restore_step={intact[-1]} (train(restore_step=...)): the damaged later steps are then "
+            f"moved aside within {ckpt.directory} (as corrupt-<step>-<time> or unverified-<step>-<time>), "
+            f"never deleted.")
+
+
+def choose_restore_step(ckpt: checkpoints.Checkpointer, restore_step: int | None) -> int | None:
+    """The checkpoint step to resume from (None: a fresh run), after verifying its files.
+
+    restore_step: None resumes from the latest step; N resumes from step N, which is only allowed
+    when every later step is damaged (they are moved aside by `set_aside_later_steps`): an intact
+    later step is refused rather than trained over. Raises CheckpointError, before anything is
+    written, when the chosen step is corrupt or (unless ckpt.allow_unverified) has no manifest.
+    """
+    steps = ckpt.all_steps()
+    if restore_step is None and not steps:
+        return None
+    step = steps[-1] if restore_step is None else int(restore_step)
+    if step not in steps:
+        raise checkpoints.CheckpointError(
+            f"restore_step={step}: no checkpoint {step} in {ckpt.directory}; available steps: "
+            f"{steps}, intact: {ckpt.intact_steps()}")
+    try:
+        ckpt.verify(step)
+    except checkpoints.UnverifiedCheckpointError as err:
+        raise checkpoints.UnverifiedCheckpointError(
+            f"{err}. To trust it anyway pass --allow_unverified_checkpoint "
+            f"(train(allow_unverified_checkpoint=True)).{_resume_hint(ckpt, step)}") from None
+    except checkpoints.CheckpointError as err:
+        raise checkpoints.CheckpointError(f"{err}.{_resume_hint(ckpt, step)}") from None
+    intact_later = [s for s in steps if s > step and ckpt.is_intact(s)]
+    if intact_later:
+        raise checkpoints.CheckpointError(
+            f"restore_step={step}, but the later step(s) {intact_later} in {ckpt.directory} are "
+            f"intact and resuming from {step} would train over their step numbers; resume from "
+            f"step {intact_later[-1]}, or move the later steps out of the directory yourself")
+    return step
+
+
+def set_aside_later_steps(ckpt: checkpoints.Checkpointer, step: int) -> None:
+    """Moves every (damaged, see `choose_restore_step`) step after `step` out of orbax's view, so
+    the resumed run saves those step numbers afresh and max_to_keep never counts or deletes them."""
+    for later in [s for s in ckpt.all_steps() if s > step]:
+        try:
+            ckpt.problems(later)
+            reason = "corrupt"
+        except checkpoints.UnverifiedCheckpointError:
+            reason = "unverified"
+        logging.warning("resuming from step %d: moving the %s later step %d aside", step, reason, later)
+        ckpt.set_aside(later, reason)
+
+
 def prepare(trainer, key, program_config: dict, mesh, executable_cache: str = "", restore=None):
     """(initial state, meta-step function, whether the step was loaded from the cache).
 
@@ -121,24 +187,37 @@ def program_config(config_json: dict) -> dict:
     return {k: v for k, v in _flatten(config_json).items() if not k.startswith(RESUMABLE_CHANGES)}
 
 
-def train(config, workdir: str, mesh=None, executable_cache: str = "") -> str:
+def train(config, workdir: str, mesh=None, executable_cache: str = "",
+          restore_step: int | None = None, allow_unverified_checkpoint: bool = False) -> str:
     """Runs (or resumes) meta-training; returns the checkpoint directory.
 
     mesh: the population mesh; default all devices of all processes (sharding.population_mesh()).
     With several processes (jax.distributed) every process runs this same function.
     executable_cache: directory of compiled executables (launch/executables.py); '' disables.
+    restore_step: resume from this checkpoint step instead of the latest; later (damaged) steps
+      are moved aside (module docstring). None: the latest step, refused if it is damaged.
+    allow_unverified_checkpoint: accept a step that has no manifest (one saved before manifests
+      existed); a step whose files differ from its manifest is never accepted.
     """
     mesh = sharding.population_mesh() if mesh is None else mesh
     trainer = build.make_trainer(config, mesh)  # validates every value before any work
     config_json = checkpoints.config_to_json(config)
     os.makedirs(workdir, exist_ok=True)
     ckpt_dir = os.path.join(workdir, "checkpoints")
-    ckpt = checkpoints.Checkpointer(ckpt_dir, max_to_keep=int(config.keep_checkpoints))
+    ckpt = checkpoints.Checkpointer(ckpt_dir, max_to_keep=int(config.keep_checkpoints),
+                                    allow_unverified=allow_unverified_checkpoint)
 
     key = jax.random.key(int(config.seed))
-    resuming = ckpt.latest_step() is not None
-    if resuming:
-        check_resume_compatible(ckpt.restore_config(), config_json)
+    try:
+        resume_from = choose_restore_step(ckpt, restore_step)
+        resuming = resume_from is not None
+        if resuming:
+            check_resume_compatible(ckpt.restore_config(resume_from), config_json)
+            if restore_step is not None:
+                set_aside_later_steps(ckpt, resume_from)
+    except BaseException:
+        ckpt.close()
+        raise
     if jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             json.dump(config_json, f, indent=2)
@@ -146,7 +225,7 @@ def train(config, workdir: str, mesh=None, executable_cache: str = "") -> str:
     compile_start = time.perf_counter()
     state, step_fn, step_loaded = prepare(
         trainer, key, program_config(config_json), mesh, executable_cache,
-        restore=(lambda: ckpt.restore(trainer.abstract_state())[0]) if resuming else None)
+        restore=(lambda: ckpt.restore(trainer.abstract_state(), resume_from)[0]) if resuming else None)
     if resuming:
         logging.info("resumed from step %d", int(state.step))
     if jax.process_index() == 0:

@@ -6,6 +6,11 @@ environment steps. Lifetimes are independent: a vmap (or a sequential map over c
 lifetime axis, a `lax.scan` over updates. With a frozen rule (A2C, or LPG at meta-test time) this
 is the whole experiment; meta-training reuses `init_lifetime` and `learner_step`.
 
+Randomness either comes from one batch key (lifetime l gets the l-th split: fine for a single
+run) or from per-lifetime keys (`init_lifetimes_from_keys`, `continue_training(keys=...)`): then
+a lifetime depends only on its own key, so seed i of two rules or two hyperparameter settings,
+trained in different batches, sees the same E, θ0, resets and per-update keys (`lpg.evaluation`).
+
 Nothing here resets lifetimes at zero entropy or feeds the bandit: that belongs to `lpg.meta`.
 """
 
@@ -136,9 +141,46 @@ def train_agents(
 def init_lifetimes(
     task: task_lib.Task, agent: agent_lib.Agent, key: jax.Array, num_lifetimes: int, num_envs: int
 ) -> LifetimeState:
-    """`num_lifetimes` fresh lifetimes (leading [L] axis), each with its own E, θ0 and envs."""
-    keys = jax.random.split(key, num_lifetimes)
+    """`num_lifetimes` fresh lifetimes (leading [L] axis), each with its own E, θ0 and envs.
+
+    Lifetime l's randomness comes from `split(key, num_lifetimes)[l]`, i.e. from its position in
+    the batch; use `init_lifetimes_from_keys` when lifetimes must be reproducible one by one.
+    """
+    return init_lifetimes_from_keys(task, agent, jax.random.split(key, num_lifetimes), num_envs)
+
+
+def init_lifetimes_from_keys(
+    task: task_lib.Task, agent: agent_lib.Agent, keys: jax.Array, num_envs: int
+) -> LifetimeState:
+    """One fresh lifetime per key: `init_lifetime(keys[l])` for each l (leading [L] axis).
+
+    Lifetime l depends only on `keys[l]` (its E, θ0 and environment resets), never on the other
+    keys or on L, so the same key always gives the same lifetime, in any batch.
+
+    Args:
+      keys: [L] PRNG keys.
+    """
+    if keys.ndim != 1:
+        raise ValueError(f"keys must have shape [L], got {keys.shape}")
     return jax.vmap(lambda k: init_lifetime(task, agent, k, num_envs))(keys)
+
+
+def update_keys(keys: jax.Array, first_update: int | jax.Array, num_updates: int) -> jax.Array:
+    """Per-update keys of L lifetimes: out[l, u] = fold_in(keys[l], first_update + u).
+
+    The key of a lifetime's update depends only on that lifetime's key and the update's index in
+    the lifetime, so the same lifetime trained in chunks of any size, alone or in any batch,
+    sees the same keys.
+
+    Args:
+      keys: [L] per-lifetime keys.
+      first_update: index (in the lifetime) of the first of these updates (may be traced).
+      num_updates: U (static).
+    Returns:
+      [L, U] keys.
+    """
+    indices = jnp.asarray(first_update, jnp.uint32) + jnp.arange(num_updates, dtype=jnp.uint32)
+    return jax.vmap(lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(indices))(keys)
 
 
 def continue_training(
@@ -149,31 +191,69 @@ def continue_training(
     hyper: types.HyperParams,
     states: LifetimeState,
     *,
-    key: jax.Array,
+    key: jax.Array | None = None,
+    keys: jax.Array | None = None,
+    first_update: int | jax.Array = 0,
     num_updates: int,
     unroll_length: int,
     lifetimes_per_chunk: int | None = None,
+    active_updates: int | jax.Array | None = None,
 ) -> tuple[LifetimeState, dict[str, jax.Array]]:
     """`num_updates` more learner steps for every lifetime in `states` ([L]); see `train_agents`.
 
     Lets a host loop train in chunks (progress bars, checkpoints) with one compilation.
+
+    Randomness, exactly one of:
+      key: one key for the whole batch, split over the L lifetimes and the U updates (lifetime
+        l's keys depend on its position in the batch and on the chunking).
+      keys: [L] per-lifetime keys; update u of this call uses
+        `fold_in(keys[l], first_update + u)` (`update_keys`), so a lifetime's result depends only
+        on its own key and state, whatever the batch and the chunk sizes.
+    first_update: lifetime index of this call's first update (only with `keys`; may be traced).
+    active_updates: if given (may be traced), only the first `active_updates` of the
+      `num_updates` updates run; the rest leave the state unchanged and report zero stats. Lets
+      the last, shorter chunk of a host loop reuse the compiled full-length chunk.
     """
+    if (key is None) == (keys is None):
+        raise ValueError("give exactly one of key (one batch key) or keys ([L] per-lifetime keys)")
+    if key is not None and not (isinstance(first_update, int) and first_update == 0):
+        raise ValueError("first_update needs per-lifetime keys (keys=...), not one batch key")
     num_lifetimes = jax.tree.leaves(states.carry.episode_return)[0].shape[0]
     hyper = _broadcast_hyper(hyper, num_lifetimes)
+    if keys is not None:
+        if keys.shape != (num_lifetimes,):
+            raise ValueError(f"keys must have shape [{num_lifetimes}] (one per lifetime), got {keys.shape}")
+        per_update_keys = update_keys(keys, first_update, num_updates)  # [L, U]
+    else:
+        per_update_keys = jax.vmap(lambda k: jax.random.split(k, num_updates))(
+            jax.random.split(key, num_lifetimes))
 
     def run_lifetime(args):
-        state, lifetime_key, lifetime_hyper = args
+        state, lifetime_update_keys, lifetime_hyper = args
 
-        def update(state: LifetimeState, update_key):
+        def learn(state: LifetimeState, update_key):
             agent_state, carry, stats = agent_lib.learner_step(
                 rule, agent, meta_params, state.agent, state.carry, task.env, state.env_params,
                 lifetime_hyper, update_key, unroll_length,
             )
             return state.replace(agent=agent_state, carry=carry), stats
 
-        return jax.lax.scan(update, state, jax.random.split(lifetime_key, num_updates))
+        if active_updates is None:
+            return jax.lax.scan(learn, state, lifetime_update_keys)
 
-    inputs = (states, jax.random.split(key, num_lifetimes), hyper)
+        def maybe_learn(state: LifetimeState, inputs):
+            index, update_key = inputs
+
+            def skip(state, update_key):
+                stats_shape = jax.eval_shape(learn, state, update_key)[1]
+                return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), stats_shape)
+
+            # An unbatched predicate: a real branch even under the lifetime vmap.
+            return jax.lax.cond(index < active_updates, learn, skip, state, update_key)
+
+        return jax.lax.scan(maybe_learn, state, (jnp.arange(num_updates), lifetime_update_keys))
+
+    inputs = (states, per_update_keys, hyper)
     if lifetimes_per_chunk is None:
         return jax.vmap(run_lifetime)(inputs)
     return jax.lax.map(run_lifetime, inputs, batch_size=lifetimes_per_chunk)

@@ -23,10 +23,13 @@ def test_shipped_rule_loads_and_trains_a_tabular_agent():
     hyper = types.HyperParams(learning_rate=0.0, discount=0.99, y_cost=0.5, entropy_cost=0.0,
                               value_cost=0.0, td_lambda=0.95)
     # α_lr = 80 (the grid's top) next to α_lr ≈ 0, which keeps the zero-initialised table's
-    # uniform random policy: same code path, same budget (150 updates × 16 envs × T = 20).
-    curves = evaluation.evaluate_rule(
-        envs.make("tabular/dense"), rule, params, hyper, learning_rates=(80.0, 1e-9), seeds=2,
-        num_updates=150, num_envs=16, key=jax.random.key(0), y_dim=rule.y_dim)
-    learned, random_policy = np.nanmean(curves.final, axis=1)
-    assert curves.best == 0
+    # uniform random policy: same code path, same seeds, same budget (150 updates × 16 envs × T = 20).
+    budget = evaluation.Budget(num_updates=150, num_envs=16)
+    runner = evaluation.LifetimeRunner(envs.make("tabular/dense"), rule, budget, lifetimes_per_call=4)
+    curves, diverged = runner.curves(
+        params, [hyper.replace(learning_rate=80.0), hyper.replace(learning_rate=1e-9)], [0, 1],
+        curve_window=10)
+    final = evaluation.final_returns(curves)  # [2 settings, 2 seeds]
+    learned, random_policy = np.nanmean(final, axis=1)
+    assert evaluation.select(final, diverged) == 0
     assert learned > random_policy + 5.0, (learned, random_policy)

@@ -16,6 +16,7 @@ from launch import build
 from launch import checkpoints
 from launch import eval_report as evaluate
 from launch import train_loop as train
+from lpg import evaluation
 from tests.launch import tiny_config as tiny_config_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -56,9 +57,16 @@ def test_exact_resume_is_bit_identical(tmp_path):
     assert len(leaves_a) == len(leaves_b)
     for x, y in zip(leaves_a, leaves_b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    # Something actually happened over the 6 steps: lifetimes were reset, η moved.
-    assert int(jnp.sum(a.groups[0].bandit.counts)) >= 0
-    fresh = build.make_trainer(tiny_config()).init(jax.random.key(0))
+    # Something actually happened over the 6 steps: every lifetime (a 200-step budget, 60 steps
+    # per meta-step) was reset at least once, so none has taken all 6 × 60 steps; the finished
+    # lifetimes fed the bandit; η moved from its initial value.
+    config = tiny_config()
+    trainer = build.make_trainer(config)
+    steps_without_reset = 6 * trainer.steps_per_meta_step(trainer.groups[0])
+    assert trainer.groups[0].lifetime_steps < steps_without_reset
+    assert np.all(np.asarray(a.groups[0].lifetimes.steps) < steps_without_reset), a.groups[0].lifetimes.steps
+    assert int(jnp.sum(a.groups[0].bandit.counts)) > 0
+    fresh = trainer.init(jax.random.key(config.seed))
     moved = [bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(a.meta_params), jax.tree.leaves(fresh.meta_params))]
     assert all(moved)
 
@@ -66,10 +74,11 @@ def test_exact_resume_is_bit_identical(tmp_path):
     rule, params, _ = checkpoints.load_rule(
         os.path.join(straight, "rule"), lambda c: build.make_rule(ml_collections.ConfigDict(c)))
     jax.tree.map(np.testing.assert_array_equal, params, a.meta_params)
+    protocol = evaluation.Protocol(selection_seeds=(0,), report_seeds=(100, 101))
     summary = evaluate.evaluate_rule_on_tasks(
-        rule, params, tasks="chain/short", seeds=2, env_steps=2_000, num_envs=4,
-        workdir=str(tmp_path / "eval"))
-    assert set(summary["chain/short"]) >= {"LPG", "A2C"}
+        rule, params, tasks="chain/short", protocol=protocol, env_steps=2_000, num_envs=4,
+        workdir=str(tmp_path / "eval"), a2c_tuned_table={"chain/short": (40.0, 0.05, 0.01, 0.99, 0.95)})
+    assert set(summary["chain/short"]) >= {"LPG", "A2C", "comparison"}
     for name in ("results.md", "eval_final_returns.csv", "chain_short.png"):
         assert os.path.getsize(tmp_path / "eval" / name) > 0
 
@@ -94,7 +103,7 @@ def test_corrupt_and_missing_checkpoints(tmp_path):
         for name in files:
             with open(os.path.join(root, name), "wb") as f:
                 f.write(b"garbage")
-    with pytest.raises(checkpoints.CheckpointError, match="could not restore"):
+    with pytest.raises(checkpoints.CheckpointError, match="checkpoint step 2 in .* is corrupt"):
         evaluate.rule_from_checkpoint(ckpt_dir)
     with pytest.raises(checkpoints.CheckpointError, match="no checkpoint 7"):
         evaluate.rule_from_checkpoint(ckpt_dir, step=7)

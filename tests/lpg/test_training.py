@@ -142,3 +142,59 @@ def test_a2c_beats_random_on_tabular_dense():
     assert np.all(np.isfinite(final))
     assert learned >= 5.0
     assert learned >= random + 5.0
+
+
+def test_per_lifetime_keys_ignore_batch_and_chunking():
+    """With per-lifetime keys, lifetime 2 of a batch of 3 trained 4 updates in one call equals
+    the same key trained alone in two chunks of 2 updates: bit for bit."""
+    task = envs.make("chain/short")
+    agent = training.build_agent(task, y_dim=4)
+    keys = jax.random.split(jax.random.key(3), 3)
+    hyper = make_hyper(jnp.array([20.0, 80.0, 40.0]))
+
+    @jax.jit
+    def start(keys):
+        return training.init_lifetimes_from_keys(task, agent, keys, 4)
+
+    def train(states, keys, hyper, first_update, num_updates):
+        return training.continue_training(
+            task, a2c.A2C(), agent, {}, hyper, states, keys=keys, first_update=first_update,
+            num_updates=num_updates, unroll_length=5)
+
+    train = jax.jit(train, static_argnums=4)
+    batch_state, batch_stats = train(start(keys), keys, hyper, 0, 4)
+    alone_keys, alone_hyper = keys[2:], make_hyper(jnp.array([40.0]))
+    state, first = train(start(alone_keys), alone_keys, alone_hyper, 0, 2)
+    state, second = train(state, alone_keys, alone_hyper, 2, 2)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[2], b[0]), batch_state, state)
+    for name in ("loss", "return_sum"):
+        np.testing.assert_array_equal(batch_stats[name][2], np.concatenate([first[name][0], second[name][0]]))
+    # Not vacuous: the lifetimes of the batch differ (and a second chunk reusing the first
+    # chunk's update keys would break the equality above).
+    assert not np.array_equal(batch_stats["loss"][0], batch_stats["loss"][2])
+    with pytest.raises(ValueError, match="exactly one of key"):
+        training.continue_training(task, a2c.A2C(), agent, {}, hyper, batch_state, num_updates=1, unroll_length=5)
+
+
+def test_active_updates_skip_the_rest_of_a_chunk():
+    """num_updates=4 with active_updates=2 == num_updates=2; the skipped updates report zeros."""
+    task = envs.make("chain/short")
+    agent = training.build_agent(task, y_dim=4)
+    keys = jax.random.split(jax.random.key(0), 2)
+    states = training.init_lifetimes_from_keys(task, agent, keys, 4)
+
+    @jax.jit
+    def run(states, active):
+        return training.continue_training(task, a2c.A2C(), agent, {}, make_hyper(40.0), states, keys=keys,
+                                          num_updates=4, unroll_length=5, active_updates=active)
+
+    two_state, two = run(states, jnp.int32(2))
+    four_state, four = run(states, jnp.int32(4))
+    exact_state, exact = jax.jit(lambda s: training.continue_training(
+        task, a2c.A2C(), agent, {}, make_hyper(40.0), s, keys=keys, num_updates=2, unroll_length=5))(states)
+    jax.tree.map(np.testing.assert_array_equal, two_state, exact_state)
+    np.testing.assert_array_equal(two["loss"][:, :2], exact["loss"])
+    np.testing.assert_array_equal(two["loss"][:, 2:], 0.0)
+    np.testing.assert_array_equal(four["loss"][:, :2], exact["loss"])
+    assert np.all(four["loss"][:, 2:] != 0.0)
+    assert not np.array_equal(four_state.agent.params["params"]["logits"], exact_state.agent.params["params"]["logits"])

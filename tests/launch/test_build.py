@@ -1,0 +1,177 @@
+"""Tests of launch/build.py's config validation: every bad value is refused, naming its key."""
+
+import math
+import re
+
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments.configs import lpg as lpg_configs
+from launch import build
+
+NAN, INF = math.nan, math.inf
+
+
+def with_value(key: str, value, preset: str = "cpu") -> ml_collections.ConfigDict:
+    """The preset with config.`key` = `value`, built from a plain dict: ml_collections' own type
+    checks would refuse some of these values on assignment, a config loaded from JSON would not."""
+    d = lpg_configs.get_config(preset).to_dict()
+    *sections, name = key.split(".")
+    node = d
+    for section in sections:
+        node = node[section]
+    node[name] = value
+    return ml_collections.ConfigDict(d)
+
+
+BAD_VALUES = [
+    # The two inputs of the issue.
+    ("meta.entropy_costs", (-0.1, 0.02)),
+    ("bandit.temperature", 0),
+    # Sizes and counts: integers >= 1; floats, booleans, NaN refused.
+    ("rule.hidden_size", 0),
+    ("rule.hidden_size", True),
+    ("rule.y_dim", 2.5),
+    ("rule.y_dim", -3),
+    ("bandit.window", 0),
+    ("bandit.window", 2.5),
+    ("meta.lifetimes_per_task", 2.5),
+    ("meta.lifetimes_per_task", 0),
+    ("meta.num_envs", 0),
+    ("meta.num_envs", NAN),
+    ("meta.unroll_length", -1),
+    ("meta.num_updates", True),
+    ("meta.num_updates", 2.0),
+    ("meta.steps", 0),
+    ("meta.lifetimes_per_chunk", -1),
+    ("meta.lifetimes_per_chunk", 1.5),
+    ("log_every", 0),
+    ("checkpoint_every", 0),
+    ("keep_checkpoints", 0),
+    ("seed", 0.5),
+    ("seed", True),
+    ("eval.seeds", 0),
+    ("eval.seeds", True),
+    ("eval.selection_seeds", 2.5),
+    ("eval.num_envs", 0),
+    ("eval.env_steps", -1),
+    ("eval.env_steps", 1e5),
+    # Costs and coefficients: finite numbers >= 0 (NaN passes `< 0`; it must not pass here).
+    ("objective.y_entropy_cost", -1e-3),
+    ("objective.pi_hat_l2_cost", NAN),
+    ("objective.y_hat_l2_cost", INF),
+    ("bandit.bonus", -0.2),
+    ("bandit.bonus", NAN),
+    ("meta.entropy_floor", -1e-3),
+    ("meta.entropy_floor", NAN),
+    ("meta.agent_grad_clip", -1.0),
+    ("meta.agent_grad_clip", NAN),
+    ("eval.y_cost", -0.5),
+    ("eval.learning_rate", -1.0),
+    ("eval.learning_rate", NAN),
+    # Rates and scales: finite numbers > 0.
+    ("bandit.temperature", NAN),
+    ("bandit.temperature", -0.1),
+    ("meta.lifetime_scale", 0.0),
+    ("meta.lifetime_scale", INF),
+    ("meta.learning_rate", NAN),
+    ("meta.learning_rate", INF),
+    ("meta.learning_rate", False),
+    ("meta.max_grad_norm", 0.0),
+    ("meta.critic_learning_rate", -1e-3),
+    ("meta.critic_learning_rate_tabular", NAN),
+    # λ in [0, 1].
+    ("meta.td_lambda", 1.5),
+    ("meta.td_lambda", -0.1),
+    ("meta.td_lambda", NAN),
+    # β0 choices: a non-empty list of finite numbers >= 0.
+    ("meta.entropy_costs", ()),
+    ("meta.entropy_costs", (0.01, NAN)),
+    ("meta.entropy_costs", (0.01, INF)),
+    ("meta.entropy_costs", 0.01),
+    ("meta.entropy_costs", (0.01, True)),
+    # Non-numeric entries.
+    ("bandit.enabled", 1),
+    ("rule.y_softmax", "yes"),
+    ("rule.matmul_dtype", "float64"),
+    ("meta.remat", "partial"),
+    ("meta.tasks", "tabular/nope"),
+    ("eval.tasks", "tabular/dense,tabular/nope"),
+]
+
+
+@pytest.mark.parametrize("key, value", BAD_VALUES)
+def test_bad_value_is_refused_naming_key_and_value(key, value):
+    with pytest.raises(ValueError, match=re.escape(f"config.{key}")) as err:
+        build.validate_config(with_value(key, value))
+    assert repr(value) in str(err.value)
+
+
+@pytest.mark.parametrize("key, value", [("meta.entropy_costs", (-0.1, 0.02)), ("bandit.temperature", 0)])
+def test_make_trainer_validates_first(key, value):
+    with pytest.raises(ValueError, match=re.escape(f"config.{key}")):
+        build.make_trainer(with_value(key, value))
+
+
+def test_issue_inputs_get_messages_that_say_what_is_allowed():
+    with pytest.raises(ValueError) as err:
+        build.validate_config(with_value("meta.entropy_costs", (-0.1, 0.02)))
+    assert str(err.value) == ("config.meta.entropy_costs must be a non-empty list, each element a "
+                              "finite number >= 0, got (-0.1, 0.02)")
+    with pytest.raises(ValueError) as err:
+        build.validate_config(with_value("bandit.temperature", 0))
+    assert str(err.value) == "config.bandit.temperature must be a finite number > 0, got 0"
+
+
+@pytest.mark.parametrize("key, value", [
+    ("meta.td_lambda", 0.0),
+    ("meta.td_lambda", 1),
+    ("meta.agent_grad_clip", 0.0),
+    ("meta.lifetimes_per_chunk", 0),
+    ("meta.lifetime_scale", 2.0),
+    ("meta.entropy_costs", [0.0]),
+    ("meta.entropy_costs", (0, 1)),
+    ("eval.env_steps", 0),
+    ("eval.learning_rate", 0.0),
+    ("bandit.bonus", 0),
+    ("seed", -3),
+    ("meta.steps", np.int64(7)),
+    ("eval.seeds", "100-107"),  # seed specs are parsed by launch/eval_report.py
+    ("eval.selection_seeds", 3),
+])
+def test_boundary_values_are_accepted(key, value):
+    build.validate_config(with_value(key, value))
+
+
+def test_missing_entry_is_named():
+    config = lpg_configs.get_config("cpu")
+    del config.meta["td_lambda"]
+    with pytest.raises(ValueError, match=re.escape("config.meta.td_lambda is missing")):
+        build.validate_config(config)
+
+
+def test_lifetimes_must_split_over_devices_and_chunks():
+    config = with_value("meta.lifetimes_per_task", 6)
+    with pytest.raises(ValueError, match="lifetimes_per_task=6 .* on 4 device"):
+        build.validate_config(config, num_devices=4)
+    build.validate_config(config, num_devices=2)
+    with pytest.raises(ValueError, match="lifetimes_per_chunk=3 does not divide"):
+        build.validate_config(with_value("meta.lifetimes_per_chunk", 3), num_devices=1)
+
+
+def test_rule_config_alone_is_checked():
+    with pytest.raises(ValueError, match=re.escape("config.rule.y_dim must be an integer >= 1, got 0")):
+        build.make_rule(ml_collections.ConfigDict({"hidden_size": 8, "y_dim": 0, "y_softmax": True}))
+    with pytest.raises(ValueError, match=re.escape("config.rule.hidden_size is missing")):
+        build.make_rule(ml_collections.ConfigDict({"y_dim": 4, "y_softmax": True}))
+
+
+@pytest.mark.parametrize("preset", lpg_configs.PRESETS)
+def test_presets_pass_validation(preset):
+    config = lpg_configs.get_config(preset)
+    if preset == "cpu":
+        trainer = build.make_trainer(config)
+        assert len(trainer.groups) == 2
+    else:  # the larger presets take a while to build; their values are what matters here
+        build.validate_config(config)
