@@ -1,38 +1,24 @@
-"""PLACEHOLDER tuned A2C settings per task (from a small machinery-check run; see the warning).
+"""Tuned A2C settings per task: A2C's single candidate in launch/eval_report.py.
 
-!!! PLACEHOLDER: these values come from a SMALL machinery check (100,000 env steps, 16 envs, 2
-!!! selection seeds, 2 report seeds), NOT from the real sweep. They must be regenerated with:
+Produced by launch/train_agent.py:
 
-    python -m launch.train_agent --config experiments/configs/a2c.py \
-        --config.tasks=tabular/dense,tabular/sparse,tabular/long_horizon,tabular/longer_horizon,tabular/long_dense \
-        --config.env_steps=300000 --config.num_envs=32 \
-        --config.selection_seeds=0-3 --config.report_seeds=100-107 --workdir runs/a2c_sweep
+    python -m launch.train_agent --config experiments/configs/a2c.py --config.tasks=tabular/dense,tabular/sparse,tabular/long_horizon,tabular/longer_horizon,tabular/long_dense --config.env_steps=300000 --config.num_envs=32 --config.selection_seeds=0-3 --config.report_seeds=100-107 --workdir runs/a2c_sweep
 
-!!! and replacing this file by runs/a2c_sweep/a2c_tuned.py (which states its own command, seeds
-!!! and budget, and sets PLACEHOLDER = False).
-
-Used by launch/eval_report.py as A2C's single candidate per task (tasks missing here are swept on
-the selection seeds with experiments/configs/a2c.py's grid). Entries:
-task -> (learning_rate, value_cost, entropy_cost, discount, td_lambda). On a tabular task the value
-table's SGD step is learning_rate · value_cost (experiments/configs/a2c.py).
-
-Placeholder run (1 min 36 s wall on the shared 2-core CPU):
-    python -m launch.train_agent --config experiments/configs/a2c.py \
-        --config.tasks=tabular/dense,tabular/sparse,tabular/long_horizon,tabular/longer_horizon,tabular/long_dense \
-        --config.env_steps=100000 --config.num_envs=16 --config.selection_seeds=2 \
-        --config.report_seeds=2 --config.lifetimes_per_call=8 --workdir runs/a2c_quick
-selected on seeds [0, 1], reported on [100, 101] (base seed 0); 99,840 env steps per lifetime.
+Selected on seeds [0, 1, 2, 3] (base seed 0); reported on seeds [100, 101, 102, 103, 104, 105, 106, 107].
+Budget: 299,520 env steps per lifetime, 32 envs × T=20.
+Grid: α_lr ∈ the task grid × value_cost ∈ (0.01, 0.05, 0.2) × entropy_cost ∈ (0.01, 0.05); γ=0.99, λ=0.95.
+Entries: task -> (learning_rate, value_cost, entropy_cost, discount, td_lambda). On a tabular
+task the value table's SGD step is learning_rate · value_cost (experiments/configs/a2c.py).
 """
 
-PLACEHOLDER = True  # the real sweep's output sets this to False
+PLACEHOLDER = False
 
-FIELDS = ("learning_rate", "value_cost", "entropy_cost", "discount", "td_lambda")
+FIELDS = ('learning_rate', 'value_cost', 'entropy_cost', 'discount', 'td_lambda')
 
-# PLACEHOLDER VALUES (see the docstring): regenerate before using them for any result.
 TUNED = {
-    "tabular/dense": (80.0, 0.05, 0.05, 0.99, 0.95),  # selection mean final 36.065; report 23.256 [22.358, 24.154]
-    "tabular/sparse": (80.0, 0.05, 0.01, 0.99, 0.95),  # selection 0.716; report 0.998 [0.998, 0.999]
-    "tabular/long_horizon": (80.0, 0.05, 0.01, 0.99, 0.95),  # selection 15.395; report 12.998 [7.925, 18.071]
-    "tabular/longer_horizon": (80.0, 0.01, 0.01, 0.99, 0.95),  # selection 8.489; report 9.208 [9.134, 9.282]
-    "tabular/long_dense": (80.0, 0.05, 0.05, 0.99, 0.95),  # selection 17.386; report 24.599 [24.454, 24.744]
+    'tabular/dense': (80.0, 0.05, 0.01, 0.99, 0.95),  # selection 36.069; report 27.202 [23.907, 33.211]
+    'tabular/sparse': (80.0, 0.05, 0.01, 0.99, 0.95),  # selection 0.903; report 0.996 [0.994, 0.998]
+    'tabular/long_horizon': (80.0, 0.05, 0.05, 0.99, 0.95),  # selection 17.745; report 15.138 [12.099, 17.859]
+    'tabular/longer_horizon': (80.0, 0.05, 0.01, 0.99, 0.95),  # selection 9.136; report 8.145 [6.934, 9.296]
+    'tabular/long_dense': (80.0, 0.2, 0.05, 0.99, 0.95),  # selection 23.867; report 26.070 [22.660, 29.367]
 }
