@@ -100,8 +100,9 @@ def rule_from_checkpoint(checkpoint_dir: str, step: int | None = None):
     try:
         saved = ml_collections.ConfigDict(ckpt.restore_config(step))
         trainer = build.make_trainer(saved)
-        abstract = jax.eval_shape(trainer.init, jax.random.key(0))
-        state, _ = ckpt.restore(abstract, step)
+        # abstract_state() carries this process's (single-device) shardings, so a checkpoint
+        # written on any device count restores here (launch.train splits a CPU into devices).
+        state, _ = ckpt.restore(trainer.abstract_state(), step)
     finally:
         ckpt.close()
     provenance = {"checkpoint": os.path.abspath(checkpoint_dir), "step": int(state.step)}

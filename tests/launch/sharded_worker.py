@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 from experiments.configs import lpg as lpg_configs  # pylint: disable=g-import-not-at-top
 from launch import build
 from launch import checkpoints
+from launch import eval_report
 from lpg.meta import sharding
 from tests.launch import tiny_config
 
@@ -89,6 +90,11 @@ def restore(out: str, *workdirs: str) -> None:
             state, _ = ckpt.restore(trainer.abstract_state())
         finally:
             ckpt.close()
+        # What launch.evaluate does: η alone, onto this process's single device (a failure
+        # here exits non-zero and fails the calling test).
+        _, meta_params, _ = eval_report.rule_from_checkpoint(os.path.join(workdir, "checkpoints"))
+        for a, b in zip(jax.tree.leaves(meta_params), jax.tree.leaves(state.meta_params)):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         arrays.update({f"{i}|{k}": v for k, v in leaves(state).items()})
     np.savez(out, **arrays)
 
