@@ -2,6 +2,7 @@
 
     import envs
     task = envs.make("tabular/dense")        # or envs.names() for all 15 builtins
+    task = envs.make("gymnax/CartPole-v1")   # every gymnax env, built on first make
     params = task.sample_params(key)          # per-lifetime EnvParams
     obs, state = task.env.reset(key, params)
 
@@ -10,8 +11,11 @@
 
 from envs.chain import DelayedChain
 from envs.gridworld import GridWorld
-from envs.registry import chain_task, gridworld_task, make, names, register
+from envs.registry import chain_task, gridworld_task, make, names, register, register_lazy
 from envs.task import AgentSpec, Task
+from envs.wrappers import gymnax as _gymnax
+
+_gymnax.register_tasks()  # "gymnax/<id>" for every gymnax env, built on first make
 
 __all__ = [
     "AgentSpec",
@@ -23,4 +27,5 @@ __all__ = [
     "make",
     "names",
     "register",
+    "register_lazy",
 ]

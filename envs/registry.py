@@ -17,14 +17,13 @@ and fill in the paper's defaults for the agent, learning rates and lifetime leng
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 from envs import chain
 from envs import gridworld
 from envs.task import AgentSpec, Task
 
 DISCOUNTS = (0.997, 0.995, 0.99)  # SPEC Table 2
-Y_COSTS = (0.1, 0.5, 1.0)  # SPEC Table 3
 TABULAR_LEARNING_RATES = (20.0, 40.0, 80.0)
 NETWORK_LEARNING_RATES = (5e-4, 1e-3, 2e-3, 5e-3)
 DISTRACTOR_LEARNING_RATES = (2e-3, 5e-3, 1e-2)
@@ -32,7 +31,8 @@ TABULAR_AGENT = AgentSpec("tabular", optimiser="sgd")
 
 _LIFETIME_STEPS = {"tabular": 3_000_000, "random": 30_000_000, "chain": 1_000_000, "distractor": 2_000_000}
 
-_REGISTRY: dict[str, Task] = {}
+# A value is a Task, or a zero-argument builder of one (`register_lazy`) until the first `make`.
+_REGISTRY: dict[str, Task | Callable[[], Task]] = {}
 
 
 def register(task: Task, overwrite: bool = False) -> Task:
@@ -45,11 +45,31 @@ def register(task: Task, overwrite: bool = False) -> Task:
     return task
 
 
+def register_lazy(name: str, build_fn: Callable[[], Task], overwrite: bool = False) -> None:
+    """Lists `name` now and builds its task with `build_fn()` on the first `make(name)`.
+
+    For tasks that are costly to construct (envs.wrappers.gymnax registers every gymnax env this
+    way; MNISTBandit downloads its data when built).
+    """
+    _check_name(name)
+    if not callable(build_fn):
+        raise ValueError(f"register_lazy expects a callable returning a Task, got {type(build_fn).__name__}")
+    if name in _REGISTRY and not overwrite:
+        raise ValueError(f"task {name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[name] = build_fn
+
+
 def make(name: str) -> Task:
-    """The registered task called `name` (e.g. "tabular/dense")."""
+    """The registered task called `name` (e.g. "tabular/dense"); lazy tasks are built once."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown task {name!r}; registered tasks: {', '.join(names())}")
-    return _REGISTRY[name]
+    entry = _REGISTRY[name]
+    if not isinstance(entry, Task):
+        entry = entry()
+        if not isinstance(entry, Task) or entry.name != name:
+            raise ValueError(f"the builder registered for {name!r} returned {entry!r}, not a Task named {name!r}")
+        _REGISTRY[name] = entry
+    return entry
 
 
 def names() -> list[str]:
@@ -75,7 +95,6 @@ def gridworld_task(
     agent: AgentSpec | None = None,
     lifetime_steps: int | None = None,
     learning_rates: Sequence[float] | None = None,
-    y_costs: Sequence[float] = Y_COSTS,
     discounts: Sequence[float] = DISCOUNTS,
 ) -> Task:
     """A grid-world task (envs.gridworld has the dynamics).
@@ -102,7 +121,6 @@ def gridworld_task(
         lifetime_steps=_LIFETIME_STEPS[mode] if lifetime_steps is None else lifetime_steps,
         agent=agent,
         learning_rates=tuple(learning_rates),
-        y_costs=tuple(y_costs),
         discounts=tuple(discounts),
     )
 
@@ -117,7 +135,6 @@ def chain_task(
     agent: AgentSpec | None = None,
     lifetime_steps: int | None = None,
     learning_rates: Sequence[float] | None = None,
-    y_costs: Sequence[float] = Y_COSTS,
     discounts: Sequence[float] = DISCOUNTS,
 ) -> Task:
     """A delayed-chain task (envs.chain has the dynamics); L ~ U[min_length, max_length] per lifetime.
@@ -142,7 +159,6 @@ def chain_task(
         lifetime_steps=lifetime_steps,
         agent=agent,
         learning_rates=tuple(learning_rates),
-        y_costs=tuple(y_costs),
         discounts=tuple(discounts),
     )
 

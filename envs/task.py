@@ -57,8 +57,8 @@ class Task:
     lifetime_steps: environment steps in one agent lifetime (SPEC: 3M / 30M / 1M / 2M).
     discounts: the γ values a lifetime samples from (SPEC Table 2).
     agent: architecture and optimiser (SPEC Table 3).
-    learning_rates: the α_lr grid (SPEC Table 3).
-    y_costs: the α_y grid (SPEC Table 3).
+    learning_rates: the α_lr grid (SPEC Table 3). A rule's own hyperparameter grids (LPG's α_y)
+      belong to the rule (`UpdateRule.hyper_grid`), not to the task.
     """
 
     name: str
@@ -68,12 +68,11 @@ class Task:
     agent: AgentSpec
     learning_rates: tuple[float, ...]
     discounts: tuple[float, ...] = (0.997, 0.995, 0.99)
-    y_costs: tuple[float, ...] = (0.1, 0.5, 1.0)
 
     def __post_init__(self):
         if self.lifetime_steps <= 0:
             raise ValueError(f"Task {self.name!r}: lifetime_steps must be > 0, got {self.lifetime_steps}")
-        for name in ("learning_rates", "discounts", "y_costs"):
+        for name in ("learning_rates", "discounts"):
             values = getattr(self, name)
             if not values or any(v <= 0 for v in values):
                 raise ValueError(f"Task {self.name!r}: {name} must be non-empty and positive, got {values}")

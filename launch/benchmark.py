@@ -7,6 +7,8 @@ Sections:
   envs: environment steps/s under a uniformly random policy (valid actions only), vmapped over
         `--num_envs` (64) environments per family, and the tabular grid at 1024 envs.
   a2c:  A2C training env-steps/s on tabular/dense and random/dense (vmapped / chunked lifetimes).
+  gymnax: the gymnax adapter (envs/wrappers/gymnax.py) against the raw gymnax env, alternating in
+        one process (CartPole-v1, Breakout-MinAtar), and A2C training env-steps/s on both.
   metatest: env-steps/s of training fresh agents with a frozen LPG (LSTM-256) vs A2C.
   meta: LPG meta-training at the paper architecture (LSTM-256, m=30, T=20, 64 envs, K=5,
         64 lifetimes, tabular/dense): inner env-steps/s, compile time, XLA buffer sizes, peak
@@ -145,7 +147,7 @@ def bench_envs(repeats: int) -> dict:
 
 
 def _a2c_hyper():
-    return types.HyperParams(learning_rate=40.0, discount=0.99, y_cost=0.5, entropy_cost=0.01,
+    return types.HyperParams(learning_rate=40.0, discount=0.99, entropy_cost=0.01,
                              value_cost=0.5, td_lambda=0.95)
 
 
@@ -155,7 +157,7 @@ def bench_agent_training(task_name, rule, meta_params, hyper, *, num_lifetimes, 
     task = envs.make(task_name)
     fn = training.make_train_fn(
         task, rule, num_lifetimes=num_lifetimes, num_updates=num_updates, num_envs=num_envs,
-        unroll_length=20, y_dim=getattr(rule, "y_dim", 30), lifetimes_per_chunk=lifetimes_per_chunk)
+        unroll_length=20, lifetimes_per_chunk=lifetimes_per_chunk)
     key = jax.random.key(0)
     start = time.perf_counter()
     compiled = fn.lower(key, hyper, meta_params).compile()
@@ -187,13 +189,41 @@ def bench_a2c(repeats: int) -> dict:
     return results
 
 
+def bench_gymnax(repeats: int) -> dict:
+    """gymnax tasks: the adapter's cost against stepping the raw gymnax env in the same process
+    (alternating, `repeats` timings each; 64 envs × 1024 random-action steps in one scan), and
+    A2C training env-steps/s (8 lifetimes × 64 envs, T = 20, 20 updates, Adam at α_lr = 1e-3)."""
+    from envs.wrappers import gymnax as gymnax_wrapper  # pylint: disable=g-import-not-at-top
+
+    out = {}
+    for name in ("gymnax/CartPole-v1", "gymnax/Breakout-MinAtar"):
+        raw, wrapped = (jax.jit(f) for f in gymnax_wrapper.raw_vs_wrapped_step_fns(name, 64, 1024))
+        key = jax.random.key(0)
+        jax.block_until_ready((raw(key), wrapped(key)))  # compile both first
+        times = {"raw": [], "wrapped": []}
+        for _ in range(repeats):  # alternate, so drift of the shared machine hits both alike
+            for label, fn in (("raw", raw), ("wrapped", wrapped)):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(key))
+                times[label].append(time.perf_counter() - start)
+        raw_s, wrapped_s = (statistics.median(times[k]) for k in ("raw", "wrapped"))
+        out[name] = {"raw_steps_per_s": 64 * 1024 / raw_s, "wrapped_steps_per_s": 64 * 1024 / wrapped_s,
+                     "adapter_overhead": wrapped_s / raw_s - 1.0}
+        out[name]["a2c_training"] = bench_agent_training(
+            name, a2c.A2C(), {}, _a2c_hyper().replace(learning_rate=1e-3), num_lifetimes=8,
+            num_updates=20, num_envs=64, repeats=repeats)
+    out["peak_rss_mib"] = _peak_rss_mib()
+    return out
+
+
 def bench_metatest(repeats: int) -> dict:
     """Cost of a meta-test env step with a frozen LPG (LSTM-256, m=30) vs A2C, tabular/dense."""
     rule = lpg_rule.LPG(hidden_size=_HIDDEN.value, y_dim=30)
     params = rule.init_params(jax.random.key(0))
     out = {}
     for name, (r, p) in {"A2C": (a2c.A2C(), {}), "LPG": (rule, params)}.items():
-        out[name] = bench_agent_training("tabular/dense", r, p, _a2c_hyper(), num_lifetimes=8,
+        hyper = _a2c_hyper().replace(rule={k: v[0] for k, v in r.hyper_grid.items()})
+        out[name] = bench_agent_training("tabular/dense", r, p, hyper, num_lifetimes=8,
                                          num_updates=50, num_envs=64, repeats=repeats)
     out["lpg_over_a2c_time_per_step"] = out["A2C"]["env_steps_per_s"] / out["LPG"]["env_steps_per_s"]
     out["peak_rss_mib"] = _peak_rss_mib()
@@ -223,10 +253,12 @@ def paper_trainer(num_updates: int = 5, num_lifetimes: int = 64, hidden: int = 2
     """The issue-4 benchmark configuration: LSTM-256, m = 30, T = 20, 64 envs per lifetime, K = 5,
     64 lifetimes of tabular/dense (full 3M-step lifetimes)."""
     task = envs.make("tabular/dense")
-    agent = training.build_agent(task, y_dim=30)
-    spec = population.GroupSpec(task=task, agent=agent, critic=agent, num_lifetimes=num_lifetimes,
-                                num_envs=64, lifetime_steps=task.lifetime_steps)
     rule = lpg_rule.LPG(hidden_size=hidden, y_dim=30, matmul_dtype=matmul_dtype)
+    agent = training.build_agent(task, rule.output_spec)
+    critic = training.build_agent(task, types.OutputSpec(value=True))
+    spec = population.GroupSpec(task=task, agent=agent, critic=critic, rule=rule,
+                                num_lifetimes=num_lifetimes, num_envs=64,
+                                lifetime_steps=task.lifetime_steps)
     return trainer_lib.MetaTrainer(rule=rule, groups=(spec,),
                                    num_updates=num_updates, unroll_length=20, remat=remat,
                                    lifetimes_per_chunk=lifetimes_per_chunk, mesh=mesh)
@@ -444,7 +476,8 @@ def main(argv):
     if _PROBE.value:
         print(json.dumps(run_probe(json.loads(_PROBE.value))))
         return
-    sections = {"envs": bench_envs, "a2c": bench_a2c, "metatest": bench_metatest, "meta": bench_meta,
+    sections = {"envs": bench_envs, "a2c": bench_a2c, "gymnax": bench_gymnax, "metatest": bench_metatest,
+                "meta": bench_meta,
                 "compile": bench_compile, "memory": bench_memory, "devices": bench_devices}
     for name in _SECTIONS.value:
         if name not in sections:

@@ -15,6 +15,7 @@ import ml_collections
 import envs
 from lpg import agent as agent_lib
 from lpg import training
+from lpg import types
 from lpg.meta import gradient
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
@@ -91,7 +92,7 @@ CONFIG_RANGES = {
     "seed": INTEGER,
     "eval.num_envs": COUNT,
     "eval.env_steps": Range(low=0, integer=True),  # 0: each task's full lifetime
-    "eval.y_cost": NON_NEGATIVE,  # 0: selected from the task's grid
+    "eval.y_cost": NON_NEGATIVE,  # 0: selected from the rule's grid (rule.y_costs)
     "eval.learning_rate": NON_NEGATIVE,  # 0: selected from the task's grid
 }
 # Seed specs of the evaluation: a count n >= 1, or a string such as "0-3" or "100,101" that
@@ -100,6 +101,7 @@ SEED_SPEC_KEYS = ("eval.seeds", "eval.selection_seeds")
 # Entries holding a non-empty list of numbers, each in the range.
 CONFIG_LIST_RANGES = {
     "meta.entropy_costs": NON_NEGATIVE,
+    "rule.y_costs": POSITIVE,  # LPG's α_y grid (the bandit's second axis)
 }
 BOOLEAN_KEYS = ("bandit.enabled",)
 
@@ -203,7 +205,8 @@ def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
     return lpg_rule.LPG(
         hidden_size=int(rule_config.hidden_size), y_dim=int(rule_config.y_dim),
         y_softmax=bool(rule_config.y_softmax),
-        matmul_dtype=str(rule_config.get("matmul_dtype", "float32")))
+        matmul_dtype=str(rule_config.get("matmul_dtype", "float32")),
+        y_costs=tuple(float(c) for c in rule_config.get("y_costs", lpg_rule.LPG.y_costs)))
 
 
 def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.MetaTrainer:
@@ -219,12 +222,14 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.Me
     groups = []
     for name in tasks:
         task = envs.make(name)
-        agent = training.build_agent(task, y_dim=rule.y_dim, grad_clip=grad_clip)
+        agent = training.build_agent(task, rule.output_spec, grad_clip=grad_clip)
+        critic_network = training.build_agent(task, types.OutputSpec(value=True)).network
         groups.append(population.GroupSpec(
             task=task,
             agent=agent,
             # Adam for every critic: see objective.critic_update for why not the agent's SGD.
-            critic=agent_lib.Agent(network=agent.network, optimiser="adam"),
+            critic=agent_lib.Agent(network=critic_network, optimiser="adam"),
+            rule=rule,
             critic_learning_rate=float(
                 meta.critic_learning_rate_tabular if task.agent.kind == "tabular"
                 else meta.critic_learning_rate),

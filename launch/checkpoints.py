@@ -327,23 +327,27 @@ RULE_PARAMS_FILE = "meta_params.msgpack"
 RULE_CONFIG_FILE = "rule.json"
 
 
-def save_rule(directory: str, meta_params: Any, rule_config: dict, provenance: dict | None = None) -> None:
-    """Writes a frozen rule (η + its rule config) as a small standalone directory."""
+def save_rule(directory: str, rule, meta_params: Any, provenance: dict | None = None) -> None:
+    """Writes a frozen rule as a small standalone directory: η (msgpack) and rule.json with the
+    rule's kind (`rule.KIND`), its config (`rule.config()`) and provenance."""
     from flax import serialization  # pylint: disable=g-import-not-at-top
 
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, RULE_PARAMS_FILE), "wb") as f:
         f.write(serialization.to_bytes(jax.device_get(meta_params)))
     with open(os.path.join(directory, RULE_CONFIG_FILE), "w") as f:
-        json.dump({"rule": rule_config, "provenance": provenance or {}}, f, indent=2)
+        json.dump({"kind": rule.KIND, "rule": rule.config(), "provenance": provenance or {}}, f, indent=2)
 
 
-def load_rule(directory: str, make_rule) -> tuple[Any, Any, dict]:
-    """Reads a rule saved by `save_rule`; `make_rule(rule_config_dict)` builds the rule object.
+def load_rule(directory: str) -> tuple[Any, Any, dict]:
+    """Reads a rule saved by `save_rule` and rebuilds its class from the recorded kind
+    (`lpg.rules.make_rule`). Returns (rule, meta_params, provenance).
 
-    Returns (rule, meta_params, provenance).
+    A rule.json without "kind" predates rule kinds, when LPG was the only saved rule: it loads as
+    LPG.
     """
     from flax import serialization  # pylint: disable=g-import-not-at-top
+    from lpg import rules  # pylint: disable=g-import-not-at-top
 
     params_path = os.path.join(directory, RULE_PARAMS_FILE)
     config_path = os.path.join(directory, RULE_CONFIG_FILE)
@@ -354,7 +358,7 @@ def load_rule(directory: str, make_rule) -> tuple[Any, Any, dict]:
     try:
         with open(config_path) as f:
             saved = json.load(f)
-        rule = make_rule(saved["rule"])
+        rule = rules.make_rule(saved.get("kind", "lpg"), saved["rule"])
         template = rule.init_params(jax.random.key(0))
         with open(params_path, "rb") as f:
             meta_params = serialization.from_bytes(template, f.read())

@@ -23,7 +23,6 @@ import time
 from typing import Any, Mapping, Sequence
 
 from absl import logging
-import jax
 import ml_collections
 import tqdm
 
@@ -112,18 +111,18 @@ def rule_from_checkpoint(checkpoint_dir: str, step: int | None = None):
 # ------------------------------------------------------------------------------------ candidates
 
 
-def lpg_candidates(task: task_lib.Task, *, discount: float = 0.99, td_lambda: float = 0.95,
+def lpg_candidates(task: task_lib.Task, rule, *, discount: float = 0.99, td_lambda: float = 0.95,
                    learning_rate: float = 0.0, y_cost: float = 0.0) -> dict[str, types.HyperParams]:
-    """LPG's settings: α_lr grid × α_y grid of the task; a value > 0 fixes that axis."""
-    base = types.HyperParams(learning_rate=0.0, discount=discount, y_cost=0.0, entropy_cost=0.0,
-                             value_cost=0.0, td_lambda=td_lambda)
+    """LPG's settings: the task's α_lr grid × the rule's α_y grid; a value > 0 fixes that axis."""
+    base = types.HyperParams(learning_rate=0.0, discount=discount, entropy_cost=0.0,
+                             value_cost=0.0, td_lambda=td_lambda, rule={"y_cost": 0.0})
     return evaluation.hyper_grid(
         base, learning_rate=(learning_rate,) if learning_rate > 0 else task.learning_rates,
-        y_cost=(y_cost,) if y_cost > 0 else task.y_costs)
+        y_cost=(y_cost,) if y_cost > 0 else rule.hyper_grid["y_cost"])
 
 
 def a2c_hyper(learning_rate, value_cost, entropy_cost, discount, td_lambda) -> types.HyperParams:
-    return types.HyperParams(learning_rate=float(learning_rate), discount=float(discount), y_cost=0.0,
+    return types.HyperParams(learning_rate=float(learning_rate), discount=float(discount),
                              entropy_cost=float(entropy_cost), value_cost=float(value_cost),
                              td_lambda=float(td_lambda))
 
@@ -272,7 +271,7 @@ def evaluate_rule_on_tasks(
         task = envs.make(name)
         budget = evaluation.Budget.from_env_steps(env_steps or task.lifetime_steps, num_envs, unroll_length)
         a2c_cands, a2c_source = a2c_candidates(task, table, discount=discount, td_lambda=td_lambda)
-        lpg_cands = lpg_candidates(task, discount=discount, td_lambda=td_lambda,
+        lpg_cands = lpg_candidates(task, rule, discount=discount, td_lambda=td_lambda,
                                    learning_rate=learning_rate, y_cost=y_cost)
         kwargs = dict(protocol=protocol, budget=budget, updates_per_chunk=updates_per_chunk,
                       lifetimes_per_chunk=lifetimes_per_chunk)
@@ -355,14 +354,13 @@ def evaluate_trained_rule(rule_dir: str, config, workdir: str) -> dict:
     η; reading it needs no collective checkpoint restore, so process 0 of a multi-host run can do
     it alone). The config's eval section decides tasks, budgets and seeds: eval.seeds report seeds
     (100, 101, ...), eval.selection_seeds selection seeds (0, 1, ...; a count or a spec such as
-    "0-3"), eval.learning_rate / eval.y_cost > 0 fix LPG's α_lr / α_y (0: the task's grid).
+    "0-3"), eval.learning_rate / eval.y_cost > 0 fix LPG's α_lr / α_y (0: the grids of the task / rule).
     The evaluation's base seed is the protocol's default (0), not config.seed: rules meta-trained
     with different seeds are evaluated on the same lifetimes, so they stay paired."""
     protocol = make_protocol(config.eval.get("selection_seeds", 2), config.eval.seeds,
                              selection_name="config.eval.selection_seeds",
                              report_name="config.eval.seeds")
-    rule, meta_params, provenance = checkpoints.load_rule(
-        rule_dir, lambda c: build.make_rule(ml_collections.ConfigDict(c)))
+    rule, meta_params, provenance = checkpoints.load_rule(rule_dir)
     return evaluate_rule_on_tasks(
         rule, meta_params, tasks=config.eval.tasks, protocol=protocol,
         env_steps=int(config.eval.env_steps), num_envs=int(config.eval.num_envs),

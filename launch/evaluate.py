@@ -20,7 +20,6 @@ import os
 
 from absl import app
 from absl import flags
-import ml_collections
 
 from launch import build
 from launch import checkpoints
@@ -86,8 +85,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     protocol = validate_flags()
     if _RULE.value:
-        rule, meta_params, provenance = checkpoints.load_rule(
-            _RULE.value, lambda c: build.make_rule(ml_collections.ConfigDict(c)))
+        rule, meta_params, provenance = checkpoints.load_rule(_RULE.value)
     else:
         rule, meta_params, provenance = eval_report.rule_from_checkpoint(_CHECKPOINT.value, _STEP.value)
     eval_report.evaluate_rule_on_tasks(

@@ -41,7 +41,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 
 
 def _task_names(spec: str) -> tuple[str, ...]:
-    return tuple(envs.names()) if spec.strip() == "all" else build.parse_tasks(spec)
+    """'all' is the paper's 15 builtin tasks (not the gymnax/ ones, registered lazily)."""
+    if spec.strip() == "all":
+        return tuple(n for n in envs.names() if not n.startswith("gymnax/"))
+    return build.parse_tasks(spec)
 
 
 def validate(config) -> tuple[tuple[str, ...], evaluation.Protocol]:

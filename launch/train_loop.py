@@ -278,7 +278,7 @@ def train(config, workdir: str, mesh=None, executable_cache: str = "",
         if ckpt.latest_step() != step:
             ckpt.save(step, state, config_json, check_finite=state.meta_params)
         if jax.process_index() == 0:
-            checkpoints.save_rule(os.path.join(workdir, "rule"), state.meta_params, config_json["rule"],
+            checkpoints.save_rule(os.path.join(workdir, "rule"), trainer.rule, state.meta_params,
                                   {"workdir": os.path.abspath(workdir), "step": step})
     finally:
         bar.close()

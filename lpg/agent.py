@@ -4,7 +4,8 @@ One agent update (`learner_step` = `unroll` + `agent_update`) is
   1. unroll T steps in B environments with the current policy (`unroll`, a `lax.scan`);
   2. evaluate the network once on the T+1 observations, keeping its VJP (`jax.vjp`), and on the
      T true successor states (bootstrap values and y(s_{t+1}) at episode ends);
-  3. ask the rule for targets (π̂, ŷ, value target): a function of the meta-parameters η;
+  3. ask the rule for targets (π̂, ŷ, value target): a function of the meta-parameters η and
+     of the rule's per-lifetime state (`AgentState.rule_state`, updated after the step);
   4. differentiate the rule's loss w.r.t. the *network outputs* with the targets held fixed,
      and pull that back through the VJP to θ: Δθ ∝ E[∇_θ log π_θ(a|s) π̂ − α_y ∇_θ KL(y_θ(s)‖ŷ)]
      treats π̂ and ŷ as constants w.r.t. θ (Eq. 2), yet nothing stops the gradient, so
@@ -85,10 +86,14 @@ class Agent:
 
 @flax.struct.dataclass
 class AgentState:
-    """Parameters θ and optimiser state of one agent."""
+    """Parameters θ, optimiser state and the update rule's per-lifetime state of one agent.
+
+    rule_state: `UpdateRule.init_state` (None for rules without state, and for meta-critics).
+    """
 
     params: Any
     opt_state: Any
+    rule_state: Any = None
 
 
 @flax.struct.dataclass
@@ -105,10 +110,17 @@ class EnvCarry:
     episode_return: jax.Array
 
 
-def init_agent_state(agent: Agent, key: jax.Array, obs_example: Any) -> AgentState:
-    """Fresh θ0 and optimiser state. `obs_example` is one unbatched observation."""
+def init_agent_state(
+    agent: Agent, key: jax.Array, obs_example: Any, rule: rules_base.UpdateRule | None
+) -> AgentState:
+    """Fresh θ0, optimiser state and rule state. `obs_example` is one unbatched observation.
+
+    rule: the rule that will train this agent (its `init_state`); None for an agent no rule
+      trains (the meta-objective's critic). θ0 depends on `key` alone, whatever the rule.
+    """
     params = agent.network.init(key, obs_example)
-    return AgentState(params=params, opt_state=agent.transform().init(params))
+    rule_state = None if rule is None else rule.init_state(jax.random.fold_in(key, 1), params)
+    return AgentState(params=params, opt_state=agent.transform().init(params), rule_state=rule_state)
 
 
 def global_norm(tree: Any) -> jax.Array:
@@ -137,7 +149,7 @@ def apply_gradients(
     updates, opt_state = agent.transform().update(grads, agent_state.opt_state, agent_state.params)
     updates = jax.tree.map(lambda u: learning_rate * u, updates)
     params = optax.apply_updates(agent_state.params, updates)
-    return AgentState(params=params, opt_state=opt_state)
+    return agent_state.replace(params=params, opt_state=opt_state)
 
 
 def init_env_carry(env: env_base.Environment, env_params: Any, key: jax.Array, num_envs: int) -> EnvCarry:
@@ -251,16 +263,20 @@ def agent_update(
     # Outputs on the true successor states (differ from agent_out[1:] only where an episode
     # ended): inputs of the targets only, so no VJP; θ still carries the meta-gradient.
     next_out = agent.apply(agent_state.params, rollout.next_observations, rollout.action_mask)
-    targets = rule.targets(meta_params, rollout, agent_out, hyper, next_out)
+    rule_state = agent_state.rule_state
+    targets = rule.targets(meta_params, rule_state, rollout, agent_out, next_out, hyper)
 
     def loss_of_outputs(out: types.AgentOutput):
         # `targets` is closed over: constant for this gradient (Eq. 2), but still a traced
-        # function of meta_params, so an outer jax.grad reaches η through it.
-        return rule.agent_loss(out, rollout, targets, hyper)
+        # function of meta_params, so an outer jax.grad reaches η through it (and through the
+        # loss itself for learned-loss rules).
+        return rule.agent_loss(meta_params, rule_state, out, rollout, targets, hyper)
 
     (loss, logs), out_grad = jax.value_and_grad(loss_of_outputs, has_aux=True)(agent_out)
     (grads,) = pullback(out_grad)
     new_state = apply_gradients(agent, agent_state, grads, hyper.learning_rate)
+    new_state = new_state.replace(
+        rule_state=rule.update_state(meta_params, rule_state, rollout, agent_out, targets, hyper))
 
     done = rollout.terminated | rollout.truncated
     stats = dict(logs)

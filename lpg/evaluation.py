@@ -38,7 +38,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import task as task_lib
-from lpg import networks
 from lpg import training
 from lpg import types
 from lpg.rules import base as rules_base
@@ -145,23 +144,30 @@ def setting_name(values: Mapping[str, float]) -> str:
 
 
 def hyper_grid(base: types.HyperParams, **axes: Sequence[float]) -> dict[str, types.HyperParams]:
-    """Named candidate settings: `base` with every combination of the given fields' values.
+    """Named candidate settings: `base` with every combination of the given values.
 
-    E.g. hyper_grid(h, learning_rate=(20, 40), y_cost=(0.1, 1)) gives 4 settings named
-    "α_lr=20, α_y=0.1", "α_lr=20, α_y=1", "α_lr=40, α_y=0.1", ... (first field slowest; names
-    from `setting_name`).
+    An axis is a HyperParams field or the name of a rule hyperparameter already in `base.rule`.
+    E.g. hyper_grid(h, learning_rate=(20, 40), y_cost=(0.1, 1)) with h.rule = {"y_cost": 0} gives
+    4 settings named "α_lr=20, α_y=0.1", "α_lr=20, α_y=1", "α_lr=40, α_y=0.1", ... (first axis
+    slowest; names from `setting_name`).
     """
-    fields = [f.name for f in dataclasses.fields(types.HyperParams)]
-    unknown = sorted(set(axes) - set(fields))
+    fields = [f.name for f in dataclasses.fields(types.HyperParams) if f.name != "rule"]
+    unknown = sorted(set(axes) - set(fields) - set(base.rule))
     if unknown:
-        raise ValueError(f"hyper_grid: unknown HyperParams fields {unknown}; allowed: {fields}")
+        raise ValueError(f"hyper_grid: unknown hyperparameters {unknown}; allowed: HyperParams "
+                         f"fields {fields} and the rule's {sorted(base.rule)}")
     for name, values in axes.items():
         if not len(values):
             raise ValueError(f"hyper_grid: no values for {name}")
     combos = [{}]
     for name, values in axes.items():
         combos = [dict(c, **{name: float(v)}) for c in combos for v in values]
-    grid = {setting_name(c): base.replace(**c) for c in combos}
+
+    def setting(combo):
+        rule = {k: combo.get(k, v) for k, v in base.rule.items()}
+        return base.replace(rule=rule, **{k: v for k, v in combo.items() if k in fields})
+
+    grid = {setting_name(c): setting(c) for c in combos}
     if len(grid) != len(combos):
         raise ValueError(f"hyper_grid: repeated values in {axes}")
     return grid
@@ -198,7 +204,6 @@ class LifetimeRunner:
         updates_per_chunk: int | None = None,
         lifetimes_per_chunk: int | None = None,
         base_seed: int = 0,
-        y_dim: int | None = None,
     ):
         if lifetimes_per_call <= 0:
             raise ValueError(f"lifetimes_per_call must be > 0, got {lifetimes_per_call}")
@@ -210,12 +215,11 @@ class LifetimeRunner:
         self.lifetimes_per_call = lifetimes_per_call
         self.chunk = min(updates_per_chunk or budget.num_updates, budget.num_updates)
         self.base_seed = base_seed
-        y_dim = y_dim or getattr(rule, "y_dim", networks.DEFAULT_Y_DIM)
-        agent = training.build_agent(task, y_dim=y_dim)
+        agent = training.build_agent(task, rule.output_spec)
         chunk = self.chunk
 
         def init(init_keys):
-            return training.init_lifetimes_from_keys(task, agent, init_keys, budget.num_envs)
+            return training.init_lifetimes_from_keys(task, agent, init_keys, budget.num_envs, rule=rule)
 
         def run_chunk(states, train_keys, first_update, active, hyper, meta_params):
             states, stats = training.continue_training(
@@ -360,7 +364,6 @@ def evaluate(
     updates_per_chunk: int | None = None,
     lifetimes_per_call: int | None = None,
     lifetimes_per_chunk: int | None = None,
-    y_dim: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> Evaluation:
     """Selects a setting on the selection seeds (`select`), then trains it on the report seeds.
@@ -376,7 +379,6 @@ def evaluate(
       updates_per_chunk: updates per jitted call (progress granularity); None: all.
       lifetimes_per_call: lifetimes vmapped per call; None: the number of report seeds.
       lifetimes_per_chunk: None vmaps a call's lifetimes; n: `lax.map` chunks of n.
-      y_dim: m of the agent's y head (default: the rule's `y_dim`, else 30).
       progress: called with lifetime-updates completed; the total is
         `work(len(candidates), protocol, budget)`.
     Returns:
@@ -389,7 +391,7 @@ def evaluate(
     runner = LifetimeRunner(
         task, rule, budget, lifetimes_per_call=lifetimes_per_call or len(protocol.report_seeds),
         updates_per_chunk=updates_per_chunk, lifetimes_per_chunk=lifetimes_per_chunk,
-        base_seed=protocol.base_seed, y_dim=y_dim)
+        base_seed=protocol.base_seed)
     curves = functools.partial(runner.curves, meta_params, curve_window=protocol.curve_window,
                                progress=progress)
     shape = (len(hypers), len(protocol.selection_seeds))

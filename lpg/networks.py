@@ -1,12 +1,13 @@
 """Agent networks (SPEC §1 "agent", §2 Table 3; LPG appendix A).
 
-Every agent outputs, per observation s, three heads (`types.AgentOutput`):
+Every agent outputs, per observation s, (`types.AgentOutput`):
   * policy logits of π_θ(a|s) over the A actions of the environment;
+and only the heads its update rule asks for (`types.OutputSpec`, `UpdateRule.output_spec`):
   * logits of the prediction vector y_θ(s) ∈ [0,1]^m (LPG applies the softmax, m = 30);
   * a state value V_θ(s) (A2C's critic, LPG-V, the baseline f_θ(s) of LPG Eq. 7).
 
 Three architectures, chosen by `envs.task.AgentSpec.kind`:
-  * "tabular": three tables indexed by the integer state (logits [S, A], y [S, m], value [S]).
+  * "tabular": tables indexed by the integer state (logits [S, A], y [S, m], value [S]).
     The lookup is a gather, never a dense layer over a one-hot observation: SPEC §5 measured the
     one-hot version (up to 3,201 wide) dominating memory and time.
     The tables start at zero, so the initial policy is uniform and y is uniform.
@@ -34,8 +35,6 @@ from lpg import types
 # Invalid actions get this logit. Finite (not -inf), so log-softmax and the entropy p·log p stay
 # finite: softmax gives them exactly zero probability, and 0 · (-1e9) = 0 rather than 0 · inf = NaN.
 MASKED_LOGIT = -1e9
-
-DEFAULT_Y_DIM = 30
 
 
 def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
@@ -76,10 +75,10 @@ def policy_entropy(logits: jax.Array) -> jax.Array:
 
 
 class _Heads(nn.Module):
-    """The three output heads on top of a feature vector [N, F]."""
+    """The policy head and the heads of `outputs` on top of a feature vector [N, F]."""
 
     num_actions: int
-    y_dim: int
+    outputs: types.OutputSpec
 
     @nn.compact
     def __call__(self, features: jax.Array) -> types.AgentOutput:
@@ -90,8 +89,8 @@ class _Heads(nn.Module):
             kernel_init=nn.initializers.variance_scaling(0.01, "fan_in", "truncated_normal"),
             name="policy",
         )(features)
-        y = nn.Dense(self.y_dim, name="y")(features)
-        value = nn.Dense(1, name="value")(features)[..., 0]
+        y = nn.Dense(self.outputs.y_dim, name="y")(features) if self.outputs.y_dim else None
+        value = nn.Dense(1, name="value")(features)[..., 0] if self.outputs.value else None
         return types.AgentOutput(logits=logits, y=y, value=value)
 
 
@@ -100,33 +99,35 @@ def _restore_batch(out: types.AgentOutput, batch_shape: tuple[int, ...]) -> type
 
 
 class TabularNetwork(nn.Module):
-    """Tables of policy logits [S, A], y logits [S, m] and values [S], gathered by state index."""
+    """Tables of policy logits [S, A] and, per `outputs`, y logits [S, m] and values [S],
+    gathered by state index."""
 
     num_states: int
     num_actions: int
-    y_dim: int = DEFAULT_Y_DIM
+    outputs: types.OutputSpec = types.OutputSpec()
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> types.AgentOutput:
         """obs: int [...] state indices in [0, S). Returns outputs with leading dims [...]."""
         zeros = nn.initializers.zeros
-        logits_table = self.param("logits", zeros, (self.num_states, self.num_actions))
-        y_table = self.param("y", zeros, (self.num_states, self.y_dim))
-        value_table = self.param("value", zeros, (self.num_states,))
         index = jnp.asarray(obs).astype(jnp.int32)
-        # A gather (its gradient a scatter-add): cost independent of the number of states.
-        return types.AgentOutput(
-            logits=logits_table[index], y=y_table[index], value=value_table[index]
-        )
+        # Gathers (their gradient a scatter-add): cost independent of the number of states.
+        logits = self.param("logits", zeros, (self.num_states, self.num_actions))[index]
+        y = value = None
+        if self.outputs.y_dim:
+            y = self.param("y", zeros, (self.num_states, self.outputs.y_dim))[index]
+        if self.outputs.value:
+            value = self.param("value", zeros, (self.num_states,))[index]
+        return types.AgentOutput(logits=logits, y=y, value=value)
 
 
 class MLPNetwork(nn.Module):
-    """D(hidden...)-ReLU torso over the flattened observation, then the three heads."""
+    """D(hidden...)-ReLU torso over the flattened observation, then the heads."""
 
     num_actions: int
     obs_shape: tuple[int, ...]
     hidden: tuple[int, ...] = ()
-    y_dim: int = DEFAULT_Y_DIM
+    outputs: types.OutputSpec = types.OutputSpec()
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> types.AgentOutput:
@@ -135,7 +136,7 @@ class MLPNetwork(nn.Module):
         x = jnp.asarray(obs, jnp.float32).reshape((-1, math.prod(self.obs_shape)))  # [N, D]
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))
-        return _restore_batch(_Heads(self.num_actions, self.y_dim)(x), batch_shape)
+        return _restore_batch(_Heads(self.num_actions, self.outputs)(x), batch_shape)
 
 
 def conv3x3_same(x: jax.Array, kernel: jax.Array, bias: jax.Array | None = None) -> jax.Array:
@@ -190,7 +191,7 @@ class Conv3x3(nn.Module):
 
 
 class ConvNetwork(nn.Module):
-    """C(conv_features...) 3x3 SAME ReLU convolutions, flatten, D(hidden...)-ReLU, three heads.
+    """C(conv_features...) 3x3 SAME ReLU convolutions, flatten, D(hidden...)-ReLU, the heads.
 
     The convolutions are `Conv3x3` (im2col, fast on CPU under vmap over parameters), named
     "Conv_i" so the parameter tree is the one `nn.Conv` would give.
@@ -200,7 +201,7 @@ class ConvNetwork(nn.Module):
     obs_shape: tuple[int, ...]  # (H, W, C)
     conv_features: tuple[int, ...]
     hidden: tuple[int, ...] = ()
-    y_dim: int = DEFAULT_Y_DIM
+    outputs: types.OutputSpec = types.OutputSpec()
 
     @nn.compact
     def __call__(self, obs: jax.Array) -> types.AgentOutput:
@@ -212,7 +213,7 @@ class ConvNetwork(nn.Module):
         x = x.reshape((x.shape[0], -1))  # [N, H·W·F]
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))
-        return _restore_batch(_Heads(self.num_actions, self.y_dim)(x), batch_shape)
+        return _restore_batch(_Heads(self.num_actions, self.outputs)(x), batch_shape)
 
 
 def _batch_shape(obs: jax.Array, obs_shape: Sequence[int]) -> tuple[int, ...]:
@@ -228,7 +229,7 @@ def make_network(
     spec: task_lib.AgentSpec,
     num_actions: int,
     num_states: int | None,
-    y_dim: int = DEFAULT_Y_DIM,
+    outputs: types.OutputSpec = types.OutputSpec(),
     *,
     obs_shape: Sequence[int] | None = None,
 ) -> nn.Module:
@@ -238,7 +239,7 @@ def make_network(
       spec: architecture (kind, conv_features, hidden).
       num_actions: A, the (static) number of actions; masked actions are still counted.
       num_states: S, required for "tabular" (observations are int state indices in [0, S)).
-      y_dim: m, the size of the prediction vector y.
+      outputs: the heads besides the policy (the update rule's `output_spec`).
       obs_shape: the unbatched observation shape, required for "mlp" (any shape, flattened) and
         "conv" ((H, W, C)); it tells the network which dims are batch dims. Ignored for "tabular"
         (scalar observations). An extra keyword, because the kind alone does not fix the rank:
@@ -249,13 +250,13 @@ def make_network(
     if spec.kind == "tabular":
         if num_states is None or num_states <= 0:
             raise ValueError(f"a tabular agent needs num_states > 0, got {num_states}")
-        return TabularNetwork(num_states=int(num_states), num_actions=num_actions, y_dim=y_dim)
+        return TabularNetwork(num_states=int(num_states), num_actions=num_actions, outputs=outputs)
     if obs_shape is None:
         raise ValueError(f"a {spec.kind!r} agent needs obs_shape")
     obs_shape = tuple(int(d) for d in obs_shape)
     if spec.kind == "mlp":
         return MLPNetwork(
-            num_actions=num_actions, obs_shape=obs_shape, hidden=tuple(spec.hidden), y_dim=y_dim
+            num_actions=num_actions, obs_shape=obs_shape, hidden=tuple(spec.hidden), outputs=outputs
         )
     if spec.kind == "conv":
         if len(obs_shape) != 3:
@@ -265,6 +266,6 @@ def make_network(
             obs_shape=obs_shape,
             conv_features=tuple(spec.conv_features),
             hidden=tuple(spec.hidden),
-            y_dim=y_dim,
+            outputs=outputs,
         )
     raise ValueError(f"unknown agent kind {spec.kind!r}")

@@ -67,21 +67,28 @@ def _action_and_state_counts(env, params) -> tuple[int, int | None]:
 
 
 def build_agent(
-    task: task_lib.Task, y_dim: int = networks.DEFAULT_Y_DIM, grad_clip: float | None = None
+    task: task_lib.Task, outputs: types.OutputSpec, grad_clip: float | None = None
 ) -> agent_lib.Agent:
-    """The agent a task prescribes (SPEC Table 3): network from `task.agent`, its optimiser."""
+    """The agent a task prescribes (SPEC Table 3): network from `task.agent`, its optimiser.
+
+    outputs: the heads besides the policy, i.e. the training rule's `output_spec`.
+    """
     num_actions, num_states, obs_shape = _env_dimensions(task)
-    network = networks.make_network(task.agent, num_actions, num_states, y_dim, obs_shape=obs_shape)
+    network = networks.make_network(task.agent, num_actions, num_states, outputs, obs_shape=obs_shape)
     return agent_lib.Agent(network=network, optimiser=task.agent.optimiser, grad_clip=grad_clip)
 
 
-def init_lifetime(task: task_lib.Task, agent: agent_lib.Agent, key: jax.Array, num_envs: int) -> LifetimeState:
-    """A fresh lifetime: E ~ p(E), θ0, and `num_envs` reset environments (unbatched over L)."""
+def init_lifetime(
+    task: task_lib.Task, agent: agent_lib.Agent, key: jax.Array, num_envs: int, *,
+    rule: rules_base.UpdateRule,
+) -> LifetimeState:
+    """A fresh lifetime: E ~ p(E), θ0, the rule's state and `num_envs` reset environments
+    (unbatched over L)."""
     env_key, theta_key, carry_key = jax.random.split(key, 3)
     env_params = task.sample_params(env_key)
     carry = agent_lib.init_env_carry(task.env, env_params, carry_key, num_envs)
     obs_example = jax.tree.map(lambda x: x[0], carry.obs)
-    agent_state = agent_lib.init_agent_state(agent, theta_key, obs_example)
+    agent_state = agent_lib.init_agent_state(agent, theta_key, obs_example, rule)
     return LifetimeState(agent=agent_state, carry=carry, env_params=env_params)
 
 
@@ -111,7 +118,6 @@ def train_agents(
     num_envs: int,
     unroll_length: int,
     grad_clip: float | None = None,
-    y_dim: int = networks.DEFAULT_Y_DIM,
     lifetimes_per_chunk: int | None = None,
 ) -> tuple[LifetimeState, dict[str, jax.Array]]:
     """Trains `num_lifetimes` independent agents on `task` with `rule` (pure; the caller jits).
@@ -123,34 +129,35 @@ def train_agents(
       key: PRNG key.
       num_lifetimes: L; num_updates: U; num_envs: B; unroll_length: T (all static).
       grad_clip: optional max global gradient norm.
-      y_dim: m.
       lifetimes_per_chunk: None vmaps all L lifetimes at once; n runs them as a sequential map
         over chunks of n (`lax.map(batch_size=n)`); on a small CPU that can be faster (SPEC §5).
     Returns:
       (final LifetimeState with leading [L], stats): each stat has shape [L, U]; return_sum and
       return_count cover the episodes completed during each update's unroll.
     """
-    agent = build_agent(task, y_dim=y_dim, grad_clip=grad_clip)
+    agent = build_agent(task, rule.output_spec, grad_clip=grad_clip)
     init_key, train_key = jax.random.split(key)
-    states = init_lifetimes(task, agent, init_key, num_lifetimes, num_envs)
+    states = init_lifetimes(task, agent, init_key, num_lifetimes, num_envs, rule=rule)
     return continue_training(
         task, rule, agent, meta_params, hyper, states, key=train_key, num_updates=num_updates,
         unroll_length=unroll_length, lifetimes_per_chunk=lifetimes_per_chunk)
 
 
 def init_lifetimes(
-    task: task_lib.Task, agent: agent_lib.Agent, key: jax.Array, num_lifetimes: int, num_envs: int
+    task: task_lib.Task, agent: agent_lib.Agent, key: jax.Array, num_lifetimes: int, num_envs: int,
+    *, rule: rules_base.UpdateRule,
 ) -> LifetimeState:
     """`num_lifetimes` fresh lifetimes (leading [L] axis), each with its own E, θ0 and envs.
 
     Lifetime l's randomness comes from `split(key, num_lifetimes)[l]`, i.e. from its position in
     the batch; use `init_lifetimes_from_keys` when lifetimes must be reproducible one by one.
     """
-    return init_lifetimes_from_keys(task, agent, jax.random.split(key, num_lifetimes), num_envs)
+    return init_lifetimes_from_keys(task, agent, jax.random.split(key, num_lifetimes), num_envs, rule=rule)
 
 
 def init_lifetimes_from_keys(
-    task: task_lib.Task, agent: agent_lib.Agent, keys: jax.Array, num_envs: int
+    task: task_lib.Task, agent: agent_lib.Agent, keys: jax.Array, num_envs: int, *,
+    rule: rules_base.UpdateRule,
 ) -> LifetimeState:
     """One fresh lifetime per key: `init_lifetime(keys[l])` for each l (leading [L] axis).
 
@@ -162,7 +169,7 @@ def init_lifetimes_from_keys(
     """
     if keys.ndim != 1:
         raise ValueError(f"keys must have shape [L], got {keys.shape}")
-    return jax.vmap(lambda k: init_lifetime(task, agent, k, num_envs))(keys)
+    return jax.vmap(lambda k: init_lifetime(task, agent, k, num_envs, rule=rule))(keys)
 
 
 def update_keys(keys: jax.Array, first_update: int | jax.Array, num_updates: int) -> jax.Array:
@@ -218,6 +225,7 @@ def continue_training(
         raise ValueError("give exactly one of key (one batch key) or keys ([L] per-lifetime keys)")
     if key is not None and not (isinstance(first_update, int) and first_update == 0):
         raise ValueError("first_update needs per-lifetime keys (keys=...), not one batch key")
+    rules_base.check_hyper(rule, hyper)
     num_lifetimes = jax.tree.leaves(states.carry.episode_return)[0].shape[0]
     hyper = _broadcast_hyper(hyper, num_lifetimes)
     if keys is not None:
@@ -268,7 +276,6 @@ def make_train_fn(
     num_envs: int,
     unroll_length: int,
     grad_clip: float | None = None,
-    y_dim: int = networks.DEFAULT_Y_DIM,
     lifetimes_per_chunk: int | None = None,
 ) -> Callable[[jax.Array, types.HyperParams, Any], tuple[LifetimeState, dict[str, jax.Array]]]:
     """Returns jitted `train(key, hyper, meta_params) -> (states, stats)` (see `train_agents`).
@@ -281,7 +288,7 @@ def make_train_fn(
         return train_agents(
             task, rule, meta_params, hyper, key=key, num_lifetimes=num_lifetimes,
             num_updates=num_updates, num_envs=num_envs, unroll_length=unroll_length,
-            grad_clip=grad_clip, y_dim=y_dim, lifetimes_per_chunk=lifetimes_per_chunk,
+            grad_clip=grad_clip, lifetimes_per_chunk=lifetimes_per_chunk,
         )
 
     return jax.jit(train)

@@ -15,10 +15,29 @@ Shapes are written [T, B, ...] for a batch of B environments of one lifetime.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.struct
 import jax
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+    """The agent heads an update rule needs besides the policy (`UpdateRule.output_spec`).
+
+    Agents build exactly these heads (`lpg.networks.make_network`), so a rule's needs are never
+    guessed downstream.
+    y_dim: m, size of the prediction vector y (LPG: 30); 0 means no y head.
+    value: whether the agent has a state-value head V(s) (A2C, PPO, LPG with Eq. 7's baseline).
+    """
+
+    y_dim: int = 0
+    value: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.y_dim, int) or self.y_dim < 0:
+            raise ValueError(f"OutputSpec.y_dim must be an int >= 0 (0: no y head), got {self.y_dim!r}")
 
 
 @flax.struct.dataclass
@@ -26,13 +45,14 @@ class AgentOutput:
     """What an agent network outputs per observation.
 
     logits: [..., A] policy logits (invalid actions already masked to a large negative value).
-    y: [..., m] logits of the prediction vector y (LPG applies softmax).
-    value: [...] state-value estimate (A2C's critic, LPG-V, Eq. 7's baseline).
+    y: [..., m] logits of the prediction vector y (LPG applies softmax); None without a y head.
+    value: [...] state-value estimate (A2C's critic, LPG-V, Eq. 7's baseline); None without one.
+    Which of y / value exist is the rule's `OutputSpec`.
     """
 
     logits: jax.Array
-    y: jax.Array
-    value: jax.Array
+    y: Any = None
+    value: Any = None
 
 
 @flax.struct.dataclass
@@ -55,18 +75,19 @@ class HyperParams:
 
     learning_rate: α_lr, the agent optimiser's step size.
     discount: γ.
-    y_cost: α_y, weight of the KL(y‖ŷ) term in LPG's agent update (Eq. 2).
     entropy_cost: policy-entropy bonus (A2C) / β0 of the meta-objective (Eq. 4).
     value_cost: weight of the value loss (A2C, LPG-V, Eq. 7 baseline).
     td_lambda: λ of the λ-returns.
+    rule: the rule's own per-lifetime hyperparameters, by name (`UpdateRule.hyper_grid`), e.g.
+      LPG's {"y_cost": α_y}; empty for rules without any.
     """
 
     learning_rate: jax.Array
     discount: jax.Array
-    y_cost: jax.Array
     entropy_cost: jax.Array
     value_cost: jax.Array
     td_lambda: jax.Array
+    rule: dict = flax.struct.field(default_factory=dict)
 
 
 @flax.struct.dataclass

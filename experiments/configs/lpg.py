@@ -41,6 +41,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.rule.y_dim = 30  # m
     c.rule.y_softmax = True  # False: Fig. 7 'no softmax(y)' ablation
     c.rule.matmul_dtype = "float32"  # "bfloat16": LSTM gate matmul on bf16 operands, f32 accumulation
+    c.rule.y_costs = (0.1, 0.5, 1.0)  # α_y grid (Table 3): the bandit's arms are α_lr × α_y
 
     c.objective = ml_collections.ConfigDict()
     c.objective.y_entropy_cost = 1e-3  # β1
@@ -84,7 +85,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.eval.env_steps = 0  # 0: each task's full lifetime
     c.eval.num_envs = 64
     c.eval.learning_rate = 0.0  # LPG's α_lr: 0 selects from the task's grid; > 0 fixes it
-    c.eval.y_cost = 0.0  # LPG's α_y: 0 selects from the task's grid {0.1, 0.5, 1}; > 0 fixes it
+    c.eval.y_cost = 0.0  # LPG's α_y: 0 selects from the rule's grid rule.y_costs; > 0 fixes it
 
     if preset == "cpu":
         c.rule.hidden_size = 32

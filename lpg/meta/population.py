@@ -5,7 +5,8 @@ tuple of groups so that heterogeneous tasks train one rule together (DESIGN.md).
 L lifetimes, batched along a leading [L] axis, and one hyperparameter bandit (Eq. 6).
 
 Each lifetime samples, when it starts: the task's environment parameters E, fresh agent θ0 and
-critic ψ0, B environments, an arm α = (α_lr, α_y) from the bandit, γ and β0 uniformly from their
+critic ψ0, the rule's per-lifetime state, B environments, an arm α = (α_lr, the rule's own
+hyperparameters, e.g. LPG's α_y) from the bandit, γ and β0 uniformly from their
 lists (SPEC Table 2). It is reset when
   * its env-step budget is spent,
   * the policy entropy reaches zero (appendix B.1 'preventing early divergence'), or
@@ -30,6 +31,7 @@ from envs import task as task_lib
 from lpg import agent as agent_lib
 from lpg import types
 from lpg.meta import bandit as bandit_lib
+from lpg.rules import base as rules_base
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +39,9 @@ class GroupSpec:
     """Static description of one population group.
 
     task: the registered task. agent: its agent (network + optimiser); critic: the meta-objective's
-    critic (same architecture, value head only used). num_lifetimes: L. num_envs: B.
+    critic (same torso, a value head). rule: the update rule being meta-trained (its output spec
+    shaped `agent`; its `hyper_grid` is the bandit's second axis; its `init_state` starts each
+    lifetime's rule state). num_lifetimes: L. num_envs: B.
     lifetime_steps: env-step budget per lifetime (the task's, or smaller for CPU runs).
     entropy_costs: β0 choices. td_lambda: λ of the critic's returns. final_fraction: part of the
     lifetime whose episodes define its final return. critic_learning_rate: the critic's step size.
@@ -46,6 +50,7 @@ class GroupSpec:
     task: task_lib.Task
     agent: agent_lib.Agent
     critic: agent_lib.Agent
+    rule: rules_base.UpdateRule
     num_lifetimes: int
     num_envs: int
     lifetime_steps: int
@@ -67,9 +72,10 @@ class GroupSpec:
             raise ValueError(f"final_fraction must be in (0, 1], got {self.final_fraction}")
 
     @property
-    def arms(self) -> tuple[tuple[float, float], ...]:
-        """The bandit's grid of α = (α_lr, α_y), arm index = i_lr · |α_y grid| + i_y."""
-        return tuple(itertools.product(self.task.learning_rates, self.task.y_costs))
+    def arms(self) -> tuple[tuple[float, ...], ...]:
+        """The bandit's grid of α = (α_lr, *rule hyperparameters in `rule.hyper_grid` order), in
+        row-major order (LPG: arm index = i_lr · |α_y grid| + i_y)."""
+        return tuple(itertools.product(self.task.learning_rates, *self.rule.hyper_grid.values()))
 
 
 @flax.struct.dataclass
@@ -119,22 +125,22 @@ def new_lifetime(
     k_env, k_agent, k_critic, k_reset, k_arm, k_gamma, k_beta = jax.random.split(key, 7)
     env_params = spec.task.sample_params(k_env)
     obs = _obs_example(spec, env_params)
-    arms = jnp.asarray(spec.arms, jnp.float32)  # [A, 2]
+    arms = jnp.asarray(spec.arms, jnp.float32)  # [A, 1 + number of rule hyperparameters]
     if bandit_cfg.enabled:
         arm = bandit_lib.sample_arm(k_arm, bandit, bandit_cfg.temperature, bandit_cfg.bonus)
     else:
         arm = jax.random.randint(k_arm, (), 0, arms.shape[0])
     hyper = types.HyperParams(
         learning_rate=arms[arm, 0],
-        y_cost=arms[arm, 1],
+        rule={name: arms[arm, 1 + i] for i, name in enumerate(spec.rule.hyper_grid)},
         discount=jax.random.choice(k_gamma, jnp.asarray(spec.task.discounts, jnp.float32)),
         entropy_cost=jax.random.choice(k_beta, jnp.asarray(spec.entropy_costs, jnp.float32)),
         value_cost=jnp.float32(0.5),
         td_lambda=jnp.float32(spec.td_lambda),
     )
     return LifetimeState(
-        agent=agent_lib.init_agent_state(spec.agent, k_agent, obs),
-        critic=agent_lib.init_agent_state(spec.critic, k_critic, obs),
+        agent=agent_lib.init_agent_state(spec.agent, k_agent, obs, spec.rule),
+        critic=agent_lib.init_agent_state(spec.critic, k_critic, obs, None),
         env_params=env_params,
         env_carry=agent_lib.init_env_carry(spec.task.env, env_params, k_reset, spec.num_envs),
         hyper=hyper,

@@ -92,6 +92,10 @@ class MetaTrainer:
     def __post_init__(self):
         if not self.groups:
             raise ValueError("MetaTrainer needs at least one population group")
+        for spec in self.groups:
+            if spec.rule != self.rule:
+                raise ValueError(f"group {spec.task.name!r} was built for rule {spec.rule}, but the "
+                                 f"trainer meta-trains {self.rule}")
         for name in ("num_updates", "unroll_length"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"MetaTrainer.{name} must be positive, got {getattr(self, name)}")

@@ -19,6 +19,7 @@ wherever many of the T·B samples share a state (value table → 1e18/NaN in 150
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import chex
@@ -31,8 +32,15 @@ from lpg import types
 from lpg.rules import base
 
 
+@dataclasses.dataclass(frozen=True)
 class A2C(base.UpdateRule):
     """A2C with λ-returns; `meta_params` is an empty dict (see module docstring)."""
+
+    KIND = "a2c"
+
+    @property
+    def output_spec(self) -> types.OutputSpec:
+        return types.OutputSpec(value=True)
 
     def init_params(self, key: jax.Array) -> dict:
         del key
@@ -41,13 +49,14 @@ class A2C(base.UpdateRule):
     def targets(
         self,
         meta_params: Any,
+        state: Any,
         rollout: types.Rollout,
         agent_out: types.AgentOutput,
-        hyper: types.HyperParams,
         next_out: types.AgentOutput,
+        hyper: types.HyperParams,
     ) -> types.RuleOutput:
         """π̂_t = A_t, value_target_t = G_t^λ, both [T, B]; no y target."""
-        del meta_params
+        del meta_params, state
         values = jax.lax.stop_gradient(agent_out.value[:-1])  # [T, B] V(s_t)
         next_values = jax.lax.stop_gradient(next_out.value)  # [T, B] V(s'_{t+1})
         chex.assert_equal_shape([values, next_values, rollout.rewards])
@@ -58,12 +67,15 @@ class A2C(base.UpdateRule):
 
     def agent_loss(
         self,
+        meta_params: Any,
+        state: Any,
         agent_out: types.AgentOutput,
         rollout: types.Rollout,
         targets: types.RuleOutput,
         hyper: types.HyperParams,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Mean over [T, B] of the A2C loss; logs policy_loss, value_loss, entropy."""
+        del meta_params, state
         logits = agent_out.logits[:-1]  # [T, B, A]
         values = agent_out.value[:-1]  # [T, B]
         chex.assert_equal_shape([targets.pi_hat, rollout.actions, values])

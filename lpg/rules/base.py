@@ -1,19 +1,30 @@
 """The update-rule interface: everything that turns a rollout into an agent update.
 
-A rule is a stateless object with static configuration; its learnable part (LPG's η) is an
-explicit `meta_params` pytree. Hand-designed rules (A2C) have empty meta-params, so baselines,
-evaluation and meta-training share one code path (`lpg.agent.learner_step`).
+A rule is a frozen dataclass with static configuration; its learnable part (LPG's η, a learned
+loss's parameters) is an explicit `meta_params` pytree. Hand-designed rules (A2C, PPO) have empty
+meta-params, so baselines, evaluation and meta-training share one code path
+(`lpg.agent.learner_step`). What a rule declares and owns:
 
-Targets are a function of `meta_params` and of the agent's outputs, but the agent update treats
-them as constants w.r.t. θ (LPG Eq. 2). `learner_step` enforces that by computing the gradient of
-`agent_loss` w.r.t. the agent outputs with the targets held fixed; the meta-gradient still flows
-from the targets into η because nothing stops it.
+  * `output_spec`: the agent heads it needs besides the policy (a prediction vector of size m, a
+    value); agents build exactly those (`lpg.networks.make_network`).
+  * `hyper_grid`: its own per-lifetime hyperparameters and their grids (LPG: α_y), carried in
+    `HyperParams.rule` and searched by the bandit / the evaluation protocol next to α_lr.
+  * `init_state` / `update_state`: optional per-lifetime state (EPG's memory, MetaGenRL's critics),
+    initialised with the agent, stored in `AgentState.rule_state`, threaded through every agent
+    update and saved in checkpoints with the rest of the lifetime.
+  * `targets` then `agent_loss`: targets are a function of `meta_params` and of the agent's
+    outputs, but the agent update treats them as constants w.r.t. θ (LPG Eq. 2). `learner_step`
+    differentiates `agent_loss` w.r.t. the agent outputs with the targets held fixed; the
+    meta-gradient still flows into η through the targets and, for learned-loss rules, through
+    `agent_loss`, which also receives `meta_params`.
+  * `config()` and `KIND`: a saved rule records both, and `lpg.rules.make_rule` rebuilds it.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any
+import dataclasses
+from typing import Any, ClassVar
 
 import jax
 
@@ -21,23 +32,63 @@ from lpg import types
 
 
 class UpdateRule(abc.ABC):
-    """Interface of an update rule (see module docstring)."""
+    """Interface of an update rule (see module docstring). Subclasses are frozen dataclasses."""
+
+    KIND: ClassVar[str]  # registry name ("lpg", "a2c", ...): `lpg.rules.RULES`
+
+    @property
+    def output_spec(self) -> types.OutputSpec:
+        """The heads an agent needs besides the policy (default: none)."""
+        return types.OutputSpec()
+
+    @property
+    def hyper_grid(self) -> dict[str, tuple[float, ...]]:
+        """{name: candidate values} of the rule's own per-lifetime hyperparameters (default: none).
+
+        Each lifetime carries one value per name in `HyperParams.rule[name]`; the bandit's arms
+        and the evaluation's candidates are α_lr × these grids.
+        """
+        return {}
+
+    def config(self) -> dict:
+        """The static configuration, JSON-serialisable; `type(self)(**config())` rebuilds it."""
+        return dataclasses.asdict(self)
 
     @abc.abstractmethod
     def init_params(self, key: jax.Array) -> Any:
         """Returns freshly initialised meta-parameters (an empty dict for fixed rules)."""
 
+    def init_state(self, key: jax.Array, agent_params: Any) -> Any:
+        """Per-lifetime rule state, created with the agent's θ0 (default: None, no state)."""
+        del key, agent_params
+        return None
+
+    def update_state(
+        self,
+        meta_params: Any,
+        state: Any,
+        rollout: types.Rollout,
+        agent_out: types.AgentOutput,
+        targets: types.RuleOutput,
+        hyper: types.HyperParams,
+    ) -> Any:
+        """The rule state after an agent update on `rollout` (default: unchanged)."""
+        del meta_params, rollout, agent_out, targets, hyper
+        return state
+
     @abc.abstractmethod
     def targets(
         self,
         meta_params: Any,
+        state: Any,
         rollout: types.Rollout,
         agent_out: types.AgentOutput,
-        hyper: types.HyperParams,
         next_out: types.AgentOutput,
+        hyper: types.HyperParams,
     ) -> types.RuleOutput:
         """Computes the rule's targets from a rollout and the agent outputs on it.
 
+        state: this lifetime's rule state (`init_state`).
         agent_out: outputs on `rollout.observations`, [T+1, B, ...].
         next_out: outputs on `rollout.next_observations` (the true s_{t+1}), [T, B, ...]; equal to
           agent_out[1:] except where an episode ended at t (bootstrap after a truncation).
@@ -46,9 +97,21 @@ class UpdateRule(abc.ABC):
     @abc.abstractmethod
     def agent_loss(
         self,
+        meta_params: Any,
+        state: Any,
         agent_out: types.AgentOutput,
         rollout: types.Rollout,
         targets: types.RuleOutput,
         hyper: types.HyperParams,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-        """Scalar loss whose gradient w.r.t. the agent outputs gives the update, plus logs."""
+        """Scalar loss whose gradient w.r.t. the agent outputs gives the update, plus logs.
+
+        Differentiable w.r.t. `meta_params` (learned-loss rules); fixed-target rules ignore it.
+        """
+
+
+def check_hyper(rule: UpdateRule, hyper: types.HyperParams) -> None:
+    """Raises ValueError unless `hyper.rule` has exactly the rule's hyperparameter names."""
+    expected, got = sorted(rule.hyper_grid), sorted(hyper.rule)
+    if expected != got:
+        raise ValueError(f"{type(rule).__name__} needs HyperParams.rule with keys {expected}, got {got}")

@@ -132,11 +132,14 @@ class LPG(base.UpdateRule):
     matmul_dtype: operand dtype of the LSTM gate matmul, one of MATMUL_DTYPES (see BackwardLSTM).
     """
 
+    KIND = "lpg"
+
     hidden_size: int = 256
     y_dim: int = 30
     y_softmax: bool = True
     use_baseline: bool = False
     matmul_dtype: str = "float32"
+    y_costs: tuple[float, ...] = (0.1, 0.5, 1.0)
 
     def __post_init__(self):
         for name in ("hidden_size", "y_dim"):
@@ -144,6 +147,21 @@ class LPG(base.UpdateRule):
                 raise ValueError(f"LPG.{name} must be a positive integer, got {getattr(self, name)}")
         if self.matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"LPG.matmul_dtype must be one of {MATMUL_DTYPES}, got {self.matmul_dtype!r}")
+        # A JSON round trip (saved rules) turns the tuple into a list: normalise, then check.
+        object.__setattr__(self, "y_costs", tuple(float(c) for c in self.y_costs))
+        if not self.y_costs or any(not c > 0 for c in self.y_costs):
+            raise ValueError(f"LPG.y_costs (the α_y grid) must be non-empty and positive, got {self.y_costs}")
+
+    @property
+    def output_spec(self) -> types.OutputSpec:
+        # The value head only exists for Eq. 7's baseline (meta-test); meta-training's critic is
+        # a separate network (lpg.meta.objective).
+        return types.OutputSpec(y_dim=self.y_dim, value=self.use_baseline)
+
+    @property
+    def hyper_grid(self) -> dict[str, tuple[float, ...]]:
+        """α_y, the weight of KL(y‖ŷ) in Eq. 2 (SPEC Table 3: {0.1, 0.5, 1})."""
+        return {"y_cost": self.y_costs}
 
     @property
     def network(self) -> LPGNetwork:
@@ -159,7 +177,8 @@ class LPG(base.UpdateRule):
         """The agent's prediction vector from its y head: softmax, or raw for the ablation."""
         return jax.nn.softmax(y_logits, axis=-1) if self.y_softmax else y_logits
 
-    def targets(self, meta_params, rollout, agent_out, hyper, next_out) -> types.RuleOutput:
+    def targets(self, meta_params, state, rollout, agent_out, next_out, hyper) -> types.RuleOutput:
+        del state
         chex.assert_rank(rollout.rewards, 2)
         num_steps = rollout.rewards.shape[0]
         chex.assert_axis_dimension(agent_out.logits, 0, num_steps + 1)
@@ -174,7 +193,8 @@ class LPG(base.UpdateRule):
             jnp.exp(log_pi_a), y_t, y_tp1)
         return types.RuleOutput(pi_hat=pi_hat, y_hat=y_hat)
 
-    def agent_loss(self, agent_out, rollout, targets, hyper):
+    def agent_loss(self, meta_params, state, agent_out, rollout, targets, hyper):
+        del meta_params, state  # η acts through the targets only (Eq. 2)
         log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
         pi_hat = targets.pi_hat
         logs = {}
@@ -193,6 +213,6 @@ class LPG(base.UpdateRule):
             y_loss = jnp.mean(jnp.sum(y * (log_y - jnp.log(jnp.maximum(targets.y_hat, 1e-8))), -1))
         else:
             y_loss = jnp.mean(jnp.sum((agent_out.y[:-1] - targets.y_hat) ** 2, axis=-1))
-        loss = policy_loss + hyper.y_cost * y_loss + baseline_loss
+        loss = policy_loss + hyper.rule["y_cost"] * y_loss + baseline_loss
         logs.update(policy_loss=policy_loss, y_loss=y_loss)
         return loss, logs

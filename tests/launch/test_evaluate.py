@@ -17,6 +17,7 @@ from experiments.configs import a2c_tuned
 from experiments.configs import lpg as lpg_configs
 from launch import eval_report
 from lpg import evaluation
+from lpg.rules import lpg as lpg_rule
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PRETRAINED = os.path.join(REPO, "experiments", "pretrained", "lpg_tabular")
@@ -54,10 +55,11 @@ def test_make_protocol_refuses_overlap():
 
 def test_candidates_of_each_rule():
     task = envs.make("tabular/dense")
-    lpg = eval_report.lpg_candidates(task)
+    rule = lpg_rule.LPG(hidden_size=8, y_dim=4, y_costs=(0.1, 0.5, 1.0))
+    lpg = eval_report.lpg_candidates(task, rule)
     assert len(lpg) == 9 and "α_lr=80, α_y=0.1" in lpg
-    assert {float(h.y_cost) for h in lpg.values()} == set(task.y_costs)
-    assert len(eval_report.lpg_candidates(task, y_cost=0.5)) == 3  # a fixed α_y
+    assert {float(h.rule["y_cost"]) for h in lpg.values()} == set(rule.y_costs)
+    assert len(eval_report.lpg_candidates(task, rule, y_cost=0.5)) == 3  # a fixed α_y
     tuned, source = eval_report.a2c_candidates(task, {"tabular/dense": (20.0, 0.05, 0.01, 0.995, 0.9)})
     assert source == "tuned" and list(tuned) == ["α_lr=20, c_V=0.05, c_H=0.01, γ=0.995, λ=0.9"]
     hyper = tuned["α_lr=20, c_V=0.05, c_H=0.01, γ=0.995, λ=0.9"]

@@ -3,10 +3,8 @@
 import os
 
 import jax
-import ml_collections
 import numpy as np
 
-from launch import build
 from launch import checkpoints
 from lpg import evaluation
 from lpg import types
@@ -16,12 +14,11 @@ PRETRAINED = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", 
 
 
 def test_shipped_rule_loads_and_trains_a_tabular_agent():
-    rule, params, provenance = checkpoints.load_rule(
-        PRETRAINED, lambda c: build.make_rule(ml_collections.ConfigDict(c)))
+    rule, params, provenance = checkpoints.load_rule(PRETRAINED)
     assert provenance["step"] > 0
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(params))
-    hyper = types.HyperParams(learning_rate=0.0, discount=0.99, y_cost=0.5, entropy_cost=0.0,
-                              value_cost=0.0, td_lambda=0.95)
+    hyper = types.HyperParams(learning_rate=0.0, discount=0.99, entropy_cost=0.0,
+                              value_cost=0.0, td_lambda=0.95, rule={"y_cost": 0.5})
     # α_lr = 80 (the grid's top) next to α_lr ≈ 0, which keeps the zero-initialised table's
     # uniform random policy: same code path, same seeds, same budget (150 updates × 16 envs × T = 20).
     budget = evaluation.Budget(num_updates=150, num_envs=16)

@@ -71,8 +71,7 @@ def test_exact_resume_is_bit_identical(tmp_path):
     assert all(moved)
 
     # The exported rule and the checkpoint both evaluate.
-    rule, params, _ = checkpoints.load_rule(
-        os.path.join(straight, "rule"), lambda c: build.make_rule(ml_collections.ConfigDict(c)))
+    rule, params, _ = checkpoints.load_rule(os.path.join(straight, "rule"))
     jax.tree.map(np.testing.assert_array_equal, params, a.meta_params)
     protocol = evaluation.Protocol(selection_seeds=(0,), report_seeds=(100, 101))
     summary = evaluate.evaluate_rule_on_tasks(
@@ -109,7 +108,7 @@ def test_corrupt_and_missing_checkpoints(tmp_path):
         evaluate.rule_from_checkpoint(ckpt_dir, step=7)
     shutil.rmtree(os.path.join(workdir, "rule"))
     with pytest.raises(checkpoints.CheckpointError, match="does not exist"):
-        checkpoints.load_rule(os.path.join(workdir, "rule"), build.make_rule)
+        checkpoints.load_rule(os.path.join(workdir, "rule"))
 
 
 def test_non_finite_state_is_never_saved_over_a_good_checkpoint(tmp_path):

@@ -15,7 +15,7 @@ GAMMA, LAMBDA = 0.9, 0.5
 
 def _hyper(entropy_cost=0.0, value_cost=1.0):
     return types.HyperParams(
-        learning_rate=jnp.float32(1.0), discount=jnp.float32(GAMMA), y_cost=jnp.float32(0.0),
+        learning_rate=jnp.float32(1.0), discount=jnp.float32(GAMMA),
         entropy_cost=jnp.float32(entropy_cost), value_cost=jnp.float32(value_cost), td_lambda=jnp.float32(LAMBDA),
     )
 
@@ -70,7 +70,7 @@ def _returns(rollout, next_values, td_lambda):
 
 
 def test_lambda_returns_by_hand():
-    targets = a2c.A2C().targets({}, _rollout(), _agent_out(), _hyper(), _next_out())
+    targets = a2c.A2C().targets({}, None, _rollout(), _agent_out(), _next_out(), _hyper())
     np.testing.assert_allclose(targets.value_target, EXPECTED_RETURNS, rtol=1e-5)
     np.testing.assert_allclose(targets.pi_hat, EXPECTED_RETURNS - np.asarray(VALUES[:-1]), rtol=1e-5)
     assert targets.y_hat is None
@@ -91,8 +91,8 @@ def test_truncation_bootstraps_and_termination_does_not():
 def test_next_episode_cannot_reach_back_across_a_boundary():
     """V of the next episode's first observation (VALUES[4], env 0) changes no target at t <= 3."""
     rule, rollout = a2c.A2C(), _rollout()
-    base = rule.targets({}, rollout, _agent_out(), _hyper(), _next_out())
-    moved = rule.targets({}, rollout, _agent_out(values=VALUES.at[4, 0].add(50.0)), _hyper(), _next_out())
+    base = rule.targets({}, None, rollout, _agent_out(), _next_out(), _hyper())
+    moved = rule.targets({}, None, rollout, _agent_out(values=VALUES.at[4, 0].add(50.0)), _next_out(), _hyper())
     np.testing.assert_array_equal(moved.value_target[:4, 0], base.value_target[:4, 0])
     np.testing.assert_array_equal(moved.pi_hat[:4, 0], base.pi_hat[:4, 0])
 
@@ -112,8 +112,8 @@ def test_loss_matches_formula():
     hyper = _hyper(entropy_cost=0.3, value_cost=0.7)
     rule = a2c.A2C()
     out = _agent_out(logits)
-    targets = rule.targets({}, rollout, out, hyper, _next_out())
-    loss, logs = rule.agent_loss(out, rollout, targets, hyper)
+    targets = rule.targets({}, None, rollout, out, _next_out(), hyper)
+    loss, logs = rule.agent_loss({}, None, out, rollout, targets, hyper)
 
     log_pi = np.asarray(jax.nn.log_softmax(logits[:-1]))  # [T, B, A]
     actions = np.asarray(rollout.actions)
@@ -132,8 +132,8 @@ def test_loss_gradient_is_policy_gradient_and_value_regression():
     rollout = _rollout()
     rule, hyper = a2c.A2C(), _hyper(entropy_cost=0.0, value_cost=1.0)
     out = _agent_out()
-    targets = rule.targets({}, rollout, out, hyper, _next_out())
-    grad = jax.grad(lambda o: rule.agent_loss(o, rollout, targets, hyper)[0])(out)
+    targets = rule.targets({}, None, rollout, out, _next_out(), hyper)
+    grad = jax.grad(lambda o: rule.agent_loss({}, None, o, rollout, targets, hyper)[0])(out)
     advantages = EXPECTED_RETURNS - np.asarray(VALUES[:-1])
     # Uniform π over 3 actions: ∂(−log π(a) A)/∂logits = −A (onehot(a) − 1/3), mean over T·B = 10.
     onehot = np.eye(3)[np.asarray(rollout.actions)]
@@ -151,10 +151,10 @@ def _a2c_value_table_after(value_cost, env_steps, learning_rate=80.0, num_envs=3
     from lpg import training  # pylint: disable=g-import-not-at-top
 
     task = envs.make("tabular/dense")
-    agent = training.build_agent(task)
+    agent = training.build_agent(task, a2c.A2C().output_spec)
     rule = a2c.A2C()
     hyper = types.HyperParams(
-        learning_rate=jnp.float32(learning_rate), discount=jnp.float32(0.99), y_cost=jnp.float32(0.0),
+        learning_rate=jnp.float32(learning_rate), discount=jnp.float32(0.99),
         entropy_cost=jnp.float32(0.01), value_cost=jnp.float32(value_cost), td_lambda=jnp.float32(0.95))
     num_updates = env_steps // (num_envs * unroll)
 
@@ -163,7 +163,7 @@ def _a2c_value_table_after(value_cost, env_steps, learning_rate=80.0, num_envs=3
         k_env, k_agent, k_carry, k_train = jax.random.split(key, 4)
         env_params = task.sample_params(k_env)
         carry = agent_lib.init_env_carry(task.env, env_params, k_carry, num_envs)
-        state = agent_lib.init_agent_state(agent, k_agent, carry.obs[0])
+        state = agent_lib.init_agent_state(agent, k_agent, carry.obs[0], a2c.A2C())
 
         def update(c, k):
             state, carry = c

@@ -71,17 +71,18 @@ class CountEnv(env_base.Environment):
 
 def make_hyper(learning_rate=1.0, discount=0.9):
     return types.HyperParams(
-        learning_rate=jnp.float32(learning_rate), discount=jnp.float32(discount), y_cost=jnp.float32(0.0),
+        learning_rate=jnp.float32(learning_rate), discount=jnp.float32(discount),
         entropy_cost=jnp.float32(0.01), value_cost=jnp.float32(0.5), td_lambda=jnp.float32(0.9),
     )
 
 
+A2C_OUTPUTS = types.OutputSpec(value=True)
 TABULAR = agent_lib.Agent(
-    network=networks.make_network(task_lib.AgentSpec(kind="tabular", optimiser="sgd"), 3, NUM_STATES, 4),
+    network=networks.make_network(task_lib.AgentSpec(kind="tabular", optimiser="sgd"), 3, NUM_STATES, A2C_OUTPUTS),
     optimiser="sgd",
 )
 MLP = agent_lib.Agent(
-    network=networks.make_network(task_lib.AgentSpec(kind="mlp", hidden=(8,)), 3, None, 4, obs_shape=(NUM_STATES,)),
+    network=networks.make_network(task_lib.AgentSpec(kind="mlp", hidden=(8,)), 3, None, A2C_OUTPUTS, obs_shape=(NUM_STATES,)),
     optimiser="adam",
 )
 
@@ -96,8 +97,8 @@ class ScaledA2C(a2c.A2C):
     def init_params(self, key):
         return {"scale": jnp.float32(1.0), "shift": jnp.float32(0.1)}
 
-    def targets(self, meta_params, rollout, agent_out, hyper, next_out):
-        out = super().targets(meta_params, rollout, agent_out, hyper, next_out)
+    def targets(self, meta_params, state, rollout, agent_out, next_out, hyper):
+        out = super().targets(meta_params, state, rollout, agent_out, next_out, hyper)
         return out.replace(pi_hat=meta_params["scale"] * out.pi_hat + meta_params["shift"])
 
 
@@ -105,7 +106,7 @@ def _setup(agent, one_hot, params=CountParams(), num_envs=2, seed=0):
     env = CountEnv(one_hot=one_hot)
     key_carry, key_init = jax.random.split(jax.random.key(seed))
     carry = agent_lib.init_env_carry(env, params, key_carry, num_envs)
-    state = agent_lib.init_agent_state(agent, key_init, jax.tree.map(lambda x: x[0], carry.obs))
+    state = agent_lib.init_agent_state(agent, key_init, jax.tree.map(lambda x: x[0], carry.obs), None)
     return env, carry, state
 
 
@@ -215,7 +216,7 @@ def _random_grads(params, scale):
 
 def test_gradient_clipping_sgd():
     agent = dataclass_replace(TABULAR, grad_clip=0.5)
-    state = agent_lib.init_agent_state(agent, jax.random.key(0), jnp.int32(0))
+    state = agent_lib.init_agent_state(agent, jax.random.key(0), jnp.int32(0), None)
     grads = _random_grads(state.params, 10.0)
     new = agent_lib.apply_gradients(agent, state, grads, jnp.float32(2.0))
     delta = jax.tree.map(lambda a, b: a - b, new.params, state.params)
@@ -233,7 +234,7 @@ def test_gradient_clipping_adam():
     # Adam is invariant to the gradient scale on its first step, so use two steps: clipping the
     # big first gradient changes the moments and hence the second step.
     clipped = dataclass_replace(MLP, grad_clip=1.0)
-    state = agent_lib.init_agent_state(MLP, jax.random.key(0), jnp.zeros((NUM_STATES,)))
+    state = agent_lib.init_agent_state(MLP, jax.random.key(0), jnp.zeros((NUM_STATES,)), None)
     big, small = _random_grads(state.params, 10.0), _random_grads(state.params, 1e-2)
     lr = jnp.float32(1e-2)
 

@@ -11,7 +11,7 @@ from lpg.rules import a2c
 
 
 def a2c_hyper(learning_rate=40.0, value_cost=0.5):
-    return types.HyperParams(learning_rate=learning_rate, discount=0.99, y_cost=0.0,
+    return types.HyperParams(learning_rate=learning_rate, discount=0.99, 
                              entropy_cost=0.01, value_cost=value_cost, td_lambda=0.95)
 
 
@@ -54,8 +54,11 @@ def test_hyper_grid_names_and_values():
     hyper = grid["α_lr=40, c_V=0.5"]
     assert float(hyper.learning_rate) == 40 and float(hyper.value_cost) == 0.5
     assert float(hyper.entropy_cost) == 0.01  # from the base
-    with pytest.raises(ValueError, match="unknown HyperParams fields"):
+    with pytest.raises(ValueError, match=r"unknown hyperparameters \['alpha'\]"):
         evaluation.hyper_grid(a2c_hyper(), alpha=(1,))
+    # A rule hyperparameter (in base.rule) is an axis too, and lands in HyperParams.rule.
+    grid = evaluation.hyper_grid(a2c_hyper().replace(rule={"y_cost": 0.0}), y_cost=(0.1, 1.0))
+    assert list(grid) == ["α_y=0.1", "α_y=1"] and float(grid["α_y=1"].rule["y_cost"]) == 1.0
 
 
 # --------------------------------------------------------------------------------- paired seeds

@@ -48,8 +48,8 @@ def _next_out(agent_out, key):
 
 
 HYPER = types.HyperParams(
-    learning_rate=jnp.float32(1.0), discount=jnp.float32(0.99), y_cost=jnp.float32(0.5),
-    entropy_cost=jnp.float32(0.01), value_cost=jnp.float32(0.5), td_lambda=jnp.float32(0.95),
+    learning_rate=jnp.float32(1.0), discount=jnp.float32(0.99), entropy_cost=jnp.float32(0.01),
+    value_cost=jnp.float32(0.5), td_lambda=jnp.float32(0.95), rule={"y_cost": jnp.float32(0.5)},
 )
 
 
@@ -64,8 +64,8 @@ def test_output_shapes_and_simplex(rule_and_params, num_actions):
     """The same η runs for any action count (the rule sees only per-step scalars)."""
     rule, params = rule_and_params
     agent_out = _agent_out(num_actions, jax.random.key(2))
-    out = rule.targets(params, _rollout(num_actions, jax.random.key(1)), agent_out, HYPER,
-                       _next_out(agent_out, None))
+    out = rule.targets(params, None, _rollout(num_actions, jax.random.key(1)), agent_out,
+                       _next_out(agent_out, None), HYPER)
     assert out.pi_hat.shape == (T, B)
     assert out.y_hat.shape == (T, B, M)
     np.testing.assert_allclose(out.y_hat.sum(-1), 1.0, rtol=1e-5)
@@ -78,7 +78,7 @@ def _pi_hat_jacobian_wrt_rewards(rule, params, terminated, truncated=None):
     next_out = _next_out(agent_out, None)
 
     def pi_hat_of(rewards):
-        return rule.targets(params, rollout.replace(rewards=rewards), agent_out, HYPER, next_out).pi_hat[:, 0]
+        return rule.targets(params, None, rollout.replace(rewards=rewards), agent_out, next_out, HYPER).pi_hat[:, 0]
 
     return np.asarray(jax.jacobian(pi_hat_of)(rollout.rewards)[:, :, 0])  # [T_out, T_in]
 
@@ -127,7 +127,7 @@ def _targets_at_boundary(rule, params, kind, y_first_next_episode=0.0, y_final_o
     next_out = _next_out(agent_out, jax.random.key(11))  # the true s_{t+1}: differs from agent_out[1:]
     agent_out = agent_out.replace(y=agent_out.y.at[t0 + 1, 0, 0].add(y_first_next_episode))
     next_out = next_out.replace(y=next_out.y.at[t0, 0, 0].add(y_final_obs))
-    return rule.targets(params, rollout, agent_out, HYPER, next_out)
+    return rule.targets(params, None, rollout, agent_out, next_out, HYPER)
 
 
 @pytest.mark.parametrize("kind", ["terminated", "truncated"])
@@ -157,9 +157,9 @@ def test_agent_loss_gradient_is_eq2(rule_and_params):
     rule, params = rule_and_params
     rollout = _rollout(3, jax.random.key(5))
     agent_out = _agent_out(3, jax.random.key(6))
-    targets = rule.targets(params, rollout, agent_out, HYPER, _next_out(agent_out, None))
+    targets = rule.targets(params, None, rollout, agent_out, _next_out(agent_out, None), HYPER)
 
-    grads = jax.grad(lambda out: rule.agent_loss(out, rollout, targets, HYPER)[0])(agent_out)
+    grads = jax.grad(lambda out: rule.agent_loss(params, None, out, rollout, targets, HYPER)[0])(agent_out)
     probs = jax.nn.softmax(agent_out.logits[:-1])
     onehot = jax.nn.one_hot(rollout.actions, 3)
     expected_logits = -(onehot - probs) * targets.pi_hat[..., None] / (T * B)
@@ -169,7 +169,7 @@ def test_agent_loss_gradient_is_eq2(rule_and_params):
     y = jax.nn.softmax(agent_out.y[:-1])
     kl = lambda y_logits: jnp.sum(
         jax.nn.softmax(y_logits) * (jax.nn.log_softmax(y_logits) - jnp.log(targets.y_hat)))
-    expected_y = HYPER.y_cost * jax.grad(kl)(agent_out.y[:-1]) / (T * B)
+    expected_y = HYPER.rule["y_cost"] * jax.grad(kl)(agent_out.y[:-1]) / (T * B)
     np.testing.assert_allclose(grads.y[:-1], expected_y, atol=1e-6)
     assert np.all(np.isfinite(y))
 
@@ -179,8 +179,8 @@ def test_baseline_variant_trains_value_towards_pi_hat():
     params = rule.init_params(jax.random.key(0))
     rollout = _rollout(3, jax.random.key(7))
     agent_out = _agent_out(3, jax.random.key(8))
-    targets = rule.targets(params, rollout, agent_out, HYPER, _next_out(agent_out, None))
-    grads = jax.grad(lambda out: rule.agent_loss(out, rollout, targets, HYPER)[0])(agent_out)
+    targets = rule.targets(params, None, rollout, agent_out, _next_out(agent_out, None), HYPER)
+    grads = jax.grad(lambda out: rule.agent_loss(params, None, out, rollout, targets, HYPER)[0])(agent_out)
     expected = (agent_out.value[:-1] - targets.pi_hat) / (T * B)
     np.testing.assert_allclose(grads.value[:-1], expected, atol=1e-6)
 

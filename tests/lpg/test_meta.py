@@ -1,5 +1,6 @@
 """Tests of LPG meta-training (lpg/meta/): meta-gradients, critic, bandit, resets, robustness."""
 
+import dataclasses
 
 import jax
 import jax.flatten_util
@@ -18,19 +19,21 @@ from lpg.meta import trainer as trainer_lib
 from lpg.rules import lpg as lpg_rule
 
 Y_DIM = 4
+RULE = lpg_rule.LPG(hidden_size=8, y_dim=Y_DIM)
+CRITIC_OUTPUTS = types.OutputSpec(value=True)
 
 
 def _group(name, num_lifetimes=2, num_envs=4, lifetime_steps=10_000):
     task = envs.make(name)
-    agent = training.build_agent(task, y_dim=Y_DIM)
-    critic = agent_lib.Agent(network=agent.network, optimiser="adam")
+    agent = training.build_agent(task, RULE.output_spec)
+    critic = agent_lib.Agent(network=training.build_agent(task, CRITIC_OUTPUTS).network, optimiser="adam")
     return population.GroupSpec(
-        task=task, agent=agent, critic=critic, num_lifetimes=num_lifetimes, num_envs=num_envs,
-        lifetime_steps=lifetime_steps, critic_learning_rate=0.1)
+        task=task, agent=agent, critic=critic, rule=RULE, num_lifetimes=num_lifetimes,
+        num_envs=num_envs, lifetime_steps=lifetime_steps, critic_learning_rate=0.1)
 
 
 def _trainer(groups, **kwargs):
-    defaults = dict(rule=lpg_rule.LPG(hidden_size=8, y_dim=Y_DIM), groups=tuple(groups),
+    defaults = dict(rule=RULE, groups=tuple(groups),
                     num_updates=2, unroll_length=5, meta_learning_rate=1e-2)
     defaults.update(kwargs)
     return trainer_lib.MetaTrainer(**defaults)
@@ -168,7 +171,7 @@ def test_objective_regularisers_have_documented_signs():
         rewards=jnp.zeros((t, b)), terminated=jnp.zeros((t, b), bool), truncated=jnp.zeros((t, b), bool),
         action_mask=jnp.ones((b, a), bool), episode_returns=jnp.zeros((t, b)))
     targets = types.RuleOutput(pi_hat=jnp.full((k, t, b), 2.0), y_hat=jnp.full((k, t, b, m), 0.5))
-    hyper = types.HyperParams(*(jnp.float32(v) for v in (1.0, 0.9, 0.5, 0.1, 0.5, 0.9)))
+    hyper = types.HyperParams(*(jnp.float32(v) for v in (1.0, 0.9, 0.1, 0.5, 0.9)), rule={"y_cost": 0.5})
     obj = objective_lib.MetaObjective(y_entropy_cost=0.2, pi_hat_l2_cost=0.3, y_hat_l2_cost=0.4)
     advantages = jnp.full((t, b), 1.5)
     loss, logs = obj.loss(out, rollout, advantages, targets, hyper)
@@ -183,16 +186,15 @@ def test_critic_converges_where_every_sample_shares_a_state():
     """All T·B samples in one state, r = 1, γ = 0: V → 1 without overshooting (the tabular
     SGD step sizes of the agents, 20–80, would diverge here)."""
     task = envs.make("chain/short")
-    agent = training.build_agent(task, y_dim=Y_DIM)
-    critic = agent_lib.Agent(network=agent.network, optimiser="adam")
-    state = agent_lib.init_agent_state(critic, jax.random.key(0), jnp.int32(0))
+    critic = agent_lib.Agent(network=training.build_agent(task, CRITIC_OUTPUTS).network, optimiser="adam")
+    state = agent_lib.init_agent_state(critic, jax.random.key(0), jnp.int32(0), None)
     t, b = 5, 8
     rollout = types.Rollout(
         observations=jnp.zeros((t + 1, b), jnp.int32), next_observations=jnp.zeros((t, b), jnp.int32),
         actions=jnp.zeros((t, b), jnp.int32),
         rewards=jnp.ones((t, b)), terminated=jnp.zeros((t, b), bool), truncated=jnp.zeros((t, b), bool),
         action_mask=jnp.ones((b, 2), bool), episode_returns=jnp.zeros((t, b)))
-    hyper = types.HyperParams(*(jnp.float32(v) for v in (80.0, 0.0, 0.5, 0.01, 0.5, 0.0)))
+    hyper = types.HyperParams(*(jnp.float32(v) for v in (80.0, 0.0, 0.01, 0.5, 0.0)))
     update = jax.jit(lambda s: objective_lib.critic_update(critic, s, rollout, hyper, 0.1))
     values = []
     for _ in range(60):
@@ -208,11 +210,14 @@ def test_bfloat16_lstm_matmul_gives_nearly_the_same_meta_gradient(chain_trainer)
     state = chain_trainer.init(jax.random.key(4))
     spec = chain_trainer.groups[0]
     lifetime = jax.tree.map(lambda x: x[0], state.groups[0].lifetimes)
-    bf16_trainer = _trainer([spec], rule=lpg_rule.LPG(hidden_size=8, y_dim=Y_DIM, matmul_dtype="bfloat16"))
-    bf16_loss = _lifetime_loss_fn(bf16_trainer, spec)
+    bf16_rule = dataclasses.replace(RULE, matmul_dtype="bfloat16")
+    bf16_spec = dataclasses.replace(spec, rule=bf16_rule)
+    bf16_trainer = _trainer([bf16_spec], rule=bf16_rule)
+    bf16_loss = _lifetime_loss_fn(bf16_trainer, bf16_spec)
     assert "bf16" in str(jax.make_jaxpr(bf16_loss)(state.meta_params, lifetime, jax.random.key(5)))
-    grads = [jax.flatten_util.ravel_pytree(jax.jit(jax.grad(_lifetime_loss_fn(t, spec)))(
-        state.meta_params, lifetime, jax.random.key(5)))[0] for t in (chain_trainer, bf16_trainer)]
+    grads = [jax.flatten_util.ravel_pytree(jax.jit(jax.grad(_lifetime_loss_fn(t, s)))(
+        state.meta_params, lifetime, jax.random.key(5)))[0]
+        for t, s in ((chain_trainer, spec), (bf16_trainer, bf16_spec))]
     cosine = float(grads[0] @ grads[1] / (jnp.linalg.norm(grads[0]) * jnp.linalg.norm(grads[1])))
     assert cosine > 0.99, cosine
     assert not np.array_equal(np.asarray(grads[0]), np.asarray(grads[1]))  # it did change something

@@ -8,9 +8,11 @@ import pytest
 
 from envs import task as task_lib
 from lpg import networks
+from lpg import types
 
 NUM_ACTIONS = 4
 Y_DIM = 5
+OUTPUTS = types.OutputSpec(y_dim=Y_DIM, value=True)
 
 
 def _init(network, obs_example):
@@ -27,7 +29,7 @@ def _init(network, obs_example):
 )
 @pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
 def test_network_output_shapes(spec, obs_shape, dtype, lead):
-    network = networks.make_network(spec, NUM_ACTIONS, None, Y_DIM, obs_shape=obs_shape)
+    network = networks.make_network(spec, NUM_ACTIONS, None, OUTPUTS, obs_shape=obs_shape)
     params = _init(network, jnp.zeros(obs_shape, dtype))
     obs = jax.random.uniform(jax.random.key(1), lead + obs_shape)
     out = network.apply(params, obs)
@@ -41,7 +43,7 @@ def test_network_output_shapes(spec, obs_shape, dtype, lead):
 
 def test_batched_equals_unbatched():
     spec = task_lib.AgentSpec(kind="conv", conv_features=(4,), hidden=(8,))
-    network = networks.make_network(spec, NUM_ACTIONS, None, Y_DIM, obs_shape=(3, 3, 2))
+    network = networks.make_network(spec, NUM_ACTIONS, None, OUTPUTS, obs_shape=(3, 3, 2))
     params = _init(network, jnp.zeros((3, 3, 2)))
     obs = jax.random.uniform(jax.random.key(1), (2, 3, 3, 3, 2))
     batched = network.apply(params, obs)
@@ -52,7 +54,7 @@ def test_batched_equals_unbatched():
 
 def test_wrong_observation_shape_raises():
     spec = task_lib.AgentSpec(kind="mlp", hidden=(8,))
-    network = networks.make_network(spec, NUM_ACTIONS, None, Y_DIM, obs_shape=(6,))
+    network = networks.make_network(spec, NUM_ACTIONS, None, OUTPUTS, obs_shape=(6,))
     params = _init(network, jnp.zeros((6,)))
     with pytest.raises(ValueError):
         network.apply(params, jnp.zeros((3, 7)))
@@ -60,7 +62,7 @@ def test_wrong_observation_shape_raises():
 
 def test_tabular_is_a_zero_initialised_gather():
     num_states = 7
-    network = networks.make_network(task_lib.AgentSpec(kind="tabular", optimiser="sgd"), NUM_ACTIONS, num_states, Y_DIM)
+    network = networks.make_network(task_lib.AgentSpec(kind="tabular", optimiser="sgd"), NUM_ACTIONS, num_states, OUTPUTS)
     params = _init(network, jnp.int32(0))
     shapes = jax.tree.map(jnp.shape, params)["params"]
     assert shapes == {"logits": (num_states, NUM_ACTIONS), "y": (num_states, Y_DIM), "value": (num_states,)}
@@ -76,6 +78,27 @@ def test_tabular_is_a_zero_initialised_gather():
     assert out.logits.shape == (2, 2, NUM_ACTIONS) and out.value.shape == (2, 2)
     # Unbatched scalar observation.
     np.testing.assert_array_equal(network.apply(tables, jnp.int32(5)).value, p["value"][5])
+
+
+@pytest.mark.parametrize("kind", ["tabular", "mlp", "conv"])
+@pytest.mark.parametrize("outputs", [types.OutputSpec(), types.OutputSpec(y_dim=3), types.OutputSpec(value=True)])
+def test_networks_build_exactly_the_requested_heads(kind, outputs):
+    """No y / value parameters or outputs unless the rule's OutputSpec asks for them."""
+    spec = task_lib.AgentSpec(kind=kind, hidden=(4,), conv_features=(2,) if kind == "conv" else (),
+                              optimiser="sgd" if kind == "tabular" else "adam")
+    obs = jnp.int32(0) if kind == "tabular" else jnp.zeros((3, 3, 2))
+    network = networks.make_network(spec, NUM_ACTIONS, 5, outputs, obs_shape=obs.shape)
+    params = _init(network, obs)
+    out = network.apply(params, obs)
+    assert out.logits.shape == (NUM_ACTIONS,)
+    assert (out.y is None) == (outputs.y_dim == 0) and (out.value is None) == (not outputs.value)
+    if outputs.y_dim:
+        assert out.y.shape == (outputs.y_dim,)
+    paths = jax.tree_util.tree_flatten_with_path(params)[0]
+    names = {getattr(k, "key", None) for path, _ in paths for k in path}
+    assert ({"y"} <= names) == bool(outputs.y_dim) and ({"value"} <= names) == outputs.value, names
+    with pytest.raises(ValueError, match="y_dim"):
+        types.OutputSpec(y_dim=-1)
 
 
 def test_tabular_needs_num_states():
@@ -206,14 +229,14 @@ class _FlaxConvNetwork(networks.ConvNetwork):
         x = x.reshape((x.shape[0], -1))
         for width in self.hidden:
             x = nn.relu(nn.Dense(width)(x))
-        return networks._restore_batch(networks._Heads(self.num_actions, self.y_dim)(x), batch_shape)
+        return networks._restore_batch(networks._Heads(self.num_actions, self.outputs)(x), batch_shape)
 
 
 def test_conv_network_equals_flax_conv_network():
     """A small multi-layer ConvNetwork: same parameter tree and init as the nn.Conv version,
     same outputs and parameter gradients under a vmap over per-lifetime parameters."""
     obs_shape = (6, 5, 2)
-    kwargs = dict(num_actions=NUM_ACTIONS, obs_shape=obs_shape, conv_features=(4, 3), hidden=(16,), y_dim=Y_DIM)
+    kwargs = dict(num_actions=NUM_ACTIONS, obs_shape=obs_shape, conv_features=(4, 3), hidden=(16,), outputs=OUTPUTS)
     network, reference = networks.ConvNetwork(**kwargs), _FlaxConvNetwork(**kwargs)
     # Two lifetimes' parameters, stacked on a leading [L] axis. Eager inits: jitting them costs
     # seconds of compilation for nothing.

@@ -22,7 +22,7 @@ def make_hyper(learning_rate, discount=0.99):
     """A2C hyperparameters; `learning_rate` may be a scalar or a [L] array."""
     learning_rate = jnp.asarray(learning_rate, jnp.float32)
     return types.HyperParams(
-        learning_rate=learning_rate, discount=jnp.float32(discount), y_cost=jnp.float32(0.0),
+        learning_rate=learning_rate, discount=jnp.float32(discount),
         entropy_cost=jnp.float32(0.01), value_cost=jnp.float32(0.5), td_lambda=jnp.float32(0.95),
     )
 
@@ -40,7 +40,7 @@ def make_hyper(learning_rate, discount=0.99):
 )
 def test_build_agent(name, network_type, param_shapes):
     task = envs.make(name)
-    agent = training.build_agent(task, y_dim=7, grad_clip=2.0)
+    agent = training.build_agent(task, types.OutputSpec(y_dim=7, value=True), grad_clip=2.0)
     assert isinstance(agent.network, network_type)
     assert agent.optimiser == task.agent.optimiser and agent.grad_clip == 2.0
     hash(agent)  # static argument of jit
@@ -148,13 +148,13 @@ def test_per_lifetime_keys_ignore_batch_and_chunking():
     """With per-lifetime keys, lifetime 2 of a batch of 3 trained 4 updates in one call equals
     the same key trained alone in two chunks of 2 updates: bit for bit."""
     task = envs.make("chain/short")
-    agent = training.build_agent(task, y_dim=4)
+    agent = training.build_agent(task, a2c.A2C().output_spec)
     keys = jax.random.split(jax.random.key(3), 3)
     hyper = make_hyper(jnp.array([20.0, 80.0, 40.0]))
 
     @jax.jit
     def start(keys):
-        return training.init_lifetimes_from_keys(task, agent, keys, 4)
+        return training.init_lifetimes_from_keys(task, agent, keys, 4, rule=a2c.A2C())
 
     def train(states, keys, hyper, first_update, num_updates):
         return training.continue_training(
@@ -179,9 +179,9 @@ def test_per_lifetime_keys_ignore_batch_and_chunking():
 def test_active_updates_skip_the_rest_of_a_chunk():
     """num_updates=4 with active_updates=2 == num_updates=2; the skipped updates report zeros."""
     task = envs.make("chain/short")
-    agent = training.build_agent(task, y_dim=4)
+    agent = training.build_agent(task, a2c.A2C().output_spec)
     keys = jax.random.split(jax.random.key(0), 2)
-    states = training.init_lifetimes_from_keys(task, agent, keys, 4)
+    states = training.init_lifetimes_from_keys(task, agent, keys, 4, rule=a2c.A2C())
 
     @jax.jit
     def run(states, active):
