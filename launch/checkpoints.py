@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from lpg import rules
+
 
 def _is_key(x) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
@@ -347,7 +349,6 @@ def load_rule(directory: str) -> tuple[Any, Any, dict]:
     LPG.
     """
     from flax import serialization  # pylint: disable=g-import-not-at-top
-    from lpg import rules  # pylint: disable=g-import-not-at-top
 
     params_path = os.path.join(directory, RULE_PARAMS_FILE)
     config_path = os.path.join(directory, RULE_CONFIG_FILE)

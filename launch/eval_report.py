@@ -113,12 +113,18 @@ def rule_from_checkpoint(checkpoint_dir: str, step: int | None = None):
 
 def lpg_candidates(task: task_lib.Task, rule, *, discount: float = 0.99, td_lambda: float = 0.95,
                    learning_rate: float = 0.0, y_cost: float = 0.0) -> dict[str, types.HyperParams]:
-    """LPG's settings: the task's α_lr grid × the rule's α_y grid; a value > 0 fixes that axis."""
+    """A learned rule's settings: the task's α_lr grid × each grid of the rule's own
+    hyperparameters (`rule.hyper_grid`; LPG: α_y). learning_rate / y_cost > 0 fix that axis."""
+    fixed = {"y_cost": y_cost} if y_cost > 0 else {}
+    unknown = sorted(set(fixed) - set(rule.hyper_grid))
+    if unknown:
+        raise ValueError(f"{type(rule).__name__} has no hyperparameter {unknown}; its own are "
+                         f"{sorted(rule.hyper_grid)}")
+    axes = {name: (fixed[name],) if name in fixed else grid for name, grid in rule.hyper_grid.items()}
     base = types.HyperParams(learning_rate=0.0, discount=discount, entropy_cost=0.0,
-                             value_cost=0.0, td_lambda=td_lambda, rule={"y_cost": 0.0})
+                             value_cost=0.0, td_lambda=td_lambda, rule={name: 0.0 for name in axes})
     return evaluation.hyper_grid(
-        base, learning_rate=(learning_rate,) if learning_rate > 0 else task.learning_rates,
-        y_cost=(y_cost,) if y_cost > 0 else rule.hyper_grid["y_cost"])
+        base, learning_rate=(learning_rate,) if learning_rate > 0 else task.learning_rates, **axes)
 
 
 def a2c_hyper(learning_rate, value_cost, entropy_cost, discount, td_lambda) -> types.HyperParams:
