@@ -80,6 +80,9 @@ CONFIG_RANGES = {
     "meta.lifetime_scale": POSITIVE,  # > 1 lengthens lifetimes beyond the paper's
     "meta.learning_rate": POSITIVE,
     "meta.max_grad_norm": POSITIVE,
+    "meta.lr_decay_begin": Range(low=0, integer=True),  # meta-step where the cosine decay starts
+    "meta.lr_decay_steps": Range(low=0, integer=True),  # 0: constant meta learning rate
+    "meta.lr_final_fraction": Range(low=0, high=1),
     "meta.critic_learning_rate": POSITIVE,
     "meta.critic_learning_rate_tabular": POSITIVE,
     "meta.td_lambda": Range(low=0, high=1),
@@ -252,6 +255,9 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.Me
         unroll_length=int(meta.unroll_length),
         meta_learning_rate=float(meta.learning_rate),
         max_meta_grad_norm=float(meta.max_grad_norm),
+        meta_lr_decay_begin=int(meta.get("lr_decay_begin", 0)),
+        meta_lr_decay_steps=int(meta.get("lr_decay_steps", 0)),
+        meta_lr_final_fraction=float(meta.get("lr_final_fraction", 0.1)),
         bandit=population.BanditConfig(
             temperature=float(config.bandit.temperature), bonus=float(config.bandit.bonus),
             window=int(config.bandit.window), enabled=bool(config.bandit.enabled)),

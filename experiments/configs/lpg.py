@@ -64,6 +64,11 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.meta.steps = 100_000  # meta-updates
     c.meta.learning_rate = 1e-4
     c.meta.max_grad_norm = 1.0
+    # Cosine decay of the meta learning rate from step lr_decay_begin over lr_decay_steps steps
+    # down to lr_final_fraction × learning_rate (0 steps: constant, the paper's setting).
+    c.meta.lr_decay_begin = 0
+    c.meta.lr_decay_steps = 0
+    c.meta.lr_final_fraction = 0.1
     c.meta.entropy_costs = (0.01, 0.02)  # β0 choices per lifetime
     c.meta.td_lambda = 0.95  # critic of the meta-objective
     c.meta.critic_learning_rate = 1e-3  # Adam, network critics

@@ -68,6 +68,10 @@ class MetaTrainer:
     num_updates: K, agent updates per meta-gradient (truncation length).
     unroll_length: T.
     meta_learning_rate, max_meta_grad_norm: Adam on η with global-norm clipping.
+    meta_lr_decay_begin, meta_lr_decay_steps, meta_lr_final_fraction: optional cosine decay of
+      the meta learning rate: constant until meta-step `begin`, then cosine down to
+      `final_fraction` × lr over `decay_steps` meta-steps, constant after. decay_steps = 0 keeps
+      it constant (and the optimiser state tree of runs without decay).
     bandit: hyperparameter bandit settings. entropy_floor: reset a lifetime at or below this
     policy entropy.
     remat: one of gradient.REMAT_POLICIES, applied to each of the K inner updates.
@@ -83,6 +87,9 @@ class MetaTrainer:
     unroll_length: int = 20
     meta_learning_rate: float = 1e-4
     max_meta_grad_norm: float = 1.0
+    meta_lr_decay_begin: int = 0
+    meta_lr_decay_steps: int = 0
+    meta_lr_final_fraction: float = 0.1
     bandit: population.BanditConfig = population.BanditConfig()
     entropy_floor: float = 1e-3
     remat: str = "full"
@@ -102,6 +109,12 @@ class MetaTrainer:
         for name in ("meta_learning_rate", "max_meta_grad_norm"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"MetaTrainer.{name} must be positive, got {getattr(self, name)}")
+        if self.meta_lr_decay_begin < 0 or self.meta_lr_decay_steps < 0:
+            raise ValueError("MetaTrainer.meta_lr_decay_begin/steps must be >= 0, got "
+                             f"{self.meta_lr_decay_begin}, {self.meta_lr_decay_steps}")
+        if not 0 <= self.meta_lr_final_fraction <= 1:
+            raise ValueError("MetaTrainer.meta_lr_final_fraction must be in [0, 1], got "
+                             f"{self.meta_lr_final_fraction}")
         if self.remat not in gradient.REMAT_POLICIES:
             raise ValueError(f"MetaTrainer.remat must be one of {gradient.REMAT_POLICIES}, got {self.remat!r}")
         if self.lifetimes_per_chunk < 0:
@@ -129,10 +142,19 @@ class MetaTrainer:
     def num_lifetimes(self) -> int:
         return sum(spec.num_lifetimes for spec in self.groups)
 
+    def meta_learning_rate_schedule(self) -> float | optax.Schedule:
+        """The constant meta learning rate, or its cosine decay (see the class docstring)."""
+        if self.meta_lr_decay_steps == 0:
+            return self.meta_learning_rate
+        cosine = optax.cosine_decay_schedule(
+            self.meta_learning_rate, self.meta_lr_decay_steps, alpha=self.meta_lr_final_fraction)
+        return optax.join_schedules(
+            [optax.constant_schedule(self.meta_learning_rate), cosine], [self.meta_lr_decay_begin])
+
     def meta_optimiser(self) -> optax.GradientTransformation:
         return optax.chain(
             optax.clip_by_global_norm(self.max_meta_grad_norm),
-            optax.adam(self.meta_learning_rate),
+            optax.adam(self.meta_learning_rate_schedule()),
         )
 
     def init(self, key: jax.Array, meta_params: Any = None) -> MetaTrainState:

@@ -79,6 +79,9 @@ BAD_VALUES = [
     ("meta.learning_rate", INF),
     ("meta.learning_rate", False),
     ("meta.max_grad_norm", 0.0),
+    ("meta.lr_decay_begin", -1),
+    ("meta.lr_decay_steps", 2.5),
+    ("meta.lr_final_fraction", 1.5),
     ("meta.critic_learning_rate", -1e-3),
     ("meta.critic_learning_rate_tabular", NAN),
     # λ in [0, 1].

@@ -155,6 +155,21 @@ def test_network_agent_meta_gradients_stay_finite():
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
+def test_meta_learning_rate_cosine_decay():
+    """Constant until `begin`, cosine to final_fraction × lr over decay_steps, constant after."""
+    group = _group("chain/short")
+    constant = _trainer([group])
+    assert constant.meta_learning_rate_schedule() == 1e-2
+    decayed = _trainer([group], meta_lr_decay_begin=100, meta_lr_decay_steps=200,
+                       meta_lr_final_fraction=0.1)
+    schedule = decayed.meta_learning_rate_schedule()
+    np.testing.assert_allclose(
+        [float(schedule(s)) for s in (0, 100, 200, 300, 1000)], [1e-2, 1e-2, 5.5e-3, 1e-3, 1e-3],
+        rtol=1e-5)
+    with pytest.raises(ValueError, match="final_fraction"):
+        _trainer([group], meta_lr_final_fraction=2.0)
+
+
 def test_k_larger_than_lifetime_is_refused():
     with pytest.raises(ValueError, match="more than the lifetime"):
         _trainer([_group("chain/short", lifetime_steps=50)])
