@@ -35,8 +35,12 @@ Discrete = spaces.Discrete
 Box = spaces.Box
 
 
-def action_mask(env: Environment, params) -> jax.Array:
-    """Returns the bool[A] mask of valid actions of `env` under `params` (all True by default)."""
+def action_mask(env: Environment, params) -> jax.Array | None:
+    """Returns the bool[A] mask of valid actions of `env` under `params` (all True by default);
+    None for continuous (Box) action spaces, which have no mask."""
     if hasattr(env, "action_mask"):
         return env.action_mask(params)
-    return jnp.ones((env.action_space(params).n,), dtype=bool)
+    space = env.action_space(params)
+    if not isinstance(space, Discrete):
+        return None
+    return jnp.ones((space.n,), dtype=bool)

@@ -16,6 +16,7 @@ from envs import base
 
 AGENT_KINDS = ("tabular", "mlp", "conv")
 OPTIMISERS = ("sgd", "adam")
+CONTINUOUS_POLICIES = ("gaussian", "tanh_gaussian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,18 +28,26 @@ class AgentSpec:
     conv_features: filter counts of 3x3 SAME conv layers (kind="conv" only).
     hidden: dense layer widths after the (optional) convs.
     optimiser: "sgd" (tabular agents) or "adam" (network agents).
+    continuous_policy: the policy for Box action spaces (ignored for discrete ones): "gaussian"
+      (a diagonal Normal; its samples are clipped to the bounds only when sent to the
+      environment, the rollout keeps the sampled action) or "tanh_gaussian" (squashed into the
+      bounds, SAC-style). `lpg.distributions` has both.
     """
 
     kind: str
     hidden: tuple[int, ...] = ()
     conv_features: tuple[int, ...] = ()
     optimiser: str = "adam"
+    continuous_policy: str = "gaussian"
 
     def __post_init__(self):
         if self.kind not in AGENT_KINDS:
             raise ValueError(f"AgentSpec.kind={self.kind!r}; allowed: {AGENT_KINDS}")
         if self.optimiser not in OPTIMISERS:
             raise ValueError(f"AgentSpec.optimiser={self.optimiser!r}; allowed: {OPTIMISERS}")
+        if self.continuous_policy not in CONTINUOUS_POLICIES:
+            raise ValueError(f"AgentSpec.continuous_policy={self.continuous_policy!r}; allowed: "
+                             f"{CONTINUOUS_POLICIES}")
         if self.kind == "conv" and not self.conv_features:
             raise ValueError("AgentSpec(kind='conv') needs at least one conv_features entry")
         for width in (*self.hidden, *self.conv_features):

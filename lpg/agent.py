@@ -26,9 +26,11 @@ import flax.linen as nn
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from envs import base as env_base
+from lpg import distributions
 from lpg import networks
 from lpg import types
 from lpg.rules import base as rules_base
@@ -45,13 +47,17 @@ ADAM_EPS_ROOT = 1e-8
 class Agent:
     """Static agent configuration (hashable; holds no arrays).
 
-    network: flax module from `networks.make_network`.
+    network: flax module from `networks.make_network`; its policy head has
+      `policy_spec.num_outputs` outputs.
+    policy_spec: how the policy head becomes π(·|s) (`distributions.DistributionSpec`, from the
+      environment's action space); None: a categorical over the head (discrete actions).
     optimiser: "sgd" (tabular agents) or "adam" (network agents).
     grad_clip: max global norm of the gradient, or None; applied before either optimiser.
     adam_eps_root: Adam's ε inside the square root; keep it > 0 (see ADAM_EPS_ROOT).
     """
 
     network: nn.Module
+    policy_spec: distributions.DistributionSpec | None = None
     optimiser: str = "adam"
     grad_clip: float | None = None
     adam_eps_root: float = ADAM_EPS_ROOT
@@ -68,14 +74,22 @@ class Agent:
         Args:
           params: network parameters.
           obs: [..., *obs_shape].
-          action_mask: bool [A] or broadcastable to [..., A]; None means all actions valid.
+          action_mask: bool [A] or broadcastable to [..., A] (discrete actions); None means all
+            actions valid (and is the only value for continuous actions).
         Returns:
-          AgentOutput with logits [..., A], y [..., m], value [...].
+          AgentOutput with logits [..., P] (the policy head), y [..., m], value [...] and
+          `policy_spec` set, so `out.policy()` is π(·|s).
         """
-        out = self.network.apply(params, obs)
+        out = self.network.apply(params, obs).replace(policy_spec=self.policy_spec)
         if action_mask is None:
             return out
+        if not self.discrete:
+            raise ValueError("action masks only apply to discrete action spaces")
         return out.replace(logits=networks.mask_logits(out.logits, action_mask))
+
+    @property
+    def discrete(self) -> bool:
+        return self.policy_spec is None or self.policy_spec.kind == distributions.CATEGORICAL
 
     def transform(self) -> optax.GradientTransformation:
         """The optimiser with unit step size; `apply_gradients` scales by the traced α_lr."""
@@ -179,22 +193,26 @@ def unroll(
       num_steps: T (static).
     Returns:
       (rollout, new_carry): rollout.observations [T+1, B, ...] (index T = new_carry.obs),
-      next_observations [T, B, ...] (true successor states), actions/rewards/terminated/
-      truncated/episode_returns [T, B], action_mask [B, A].
+      next_observations [T, B, ...] (true successor states), actions [T, B] int32 or
+      [T, B, D] float32 (as sampled; a Gaussian's are clipped only on the way to the
+      environment), rewards/terminated/truncated/episode_returns [T, B], action_mask [B, A]
+      (None for continuous actions).
     """
     # Sampled actions carry no gradient anyway; stopping it here keeps the per-step forward
     # passes out of any outer differentiation (meta-gradients), which would store residuals.
     params = jax.lax.stop_gradient(params)
     num_envs = carry.episode_return.shape[0]
-    mask = env_base.action_mask(env, env_params)  # [A]
+    mask = env_base.action_mask(env, env_params)  # [A], None for continuous actions
+    spec = agent.policy_spec
     batched_step = jax.vmap(env.step, in_axes=(0, 0, 0, None))
 
     def step(carry: EnvCarry, step_key: jax.Array):
         act_key, env_key = jax.random.split(step_key)
-        logits = agent.apply(params, carry.obs, mask).logits  # [B, A]
-        action = jax.random.categorical(act_key, logits).astype(jnp.int32)  # [B]
+        policy = agent.apply(params, carry.obs, mask).policy()  # batch [B]
+        action = policy.sample(act_key)  # [B] int32 or [B, D] float32
+        env_action = action if spec is None else spec.env_action(action)
         obs, env_state, reward, terminated, truncated, info = batched_step(
-            jax.random.split(env_key, num_envs), carry.env_state, action, env_params
+            jax.random.split(env_key, num_envs), carry.env_state, env_action, env_params
         )
         reward = jnp.asarray(reward, jnp.float32)
         terminated = jnp.asarray(terminated, bool)
@@ -225,7 +243,7 @@ def unroll(
         rewards=traj["reward"],
         terminated=traj["terminated"],
         truncated=traj["truncated"],
-        action_mask=jnp.broadcast_to(mask, (num_envs, mask.shape[-1])),
+        action_mask=None if mask is None else jnp.broadcast_to(mask, (num_envs, mask.shape[-1])),
         episode_returns=traj["episode_return"],
     )
     return rollout, carry
@@ -254,7 +272,7 @@ def agent_update(
       episodes completed in the rollout, entropy (mean policy entropy over [T, B]), loss,
       grad_norm (before clipping), plus the rule's logs.
     """
-    chex.assert_rank([rollout.actions, rollout.rewards], 2)
+    chex.assert_rank(rollout.rewards, 2)
 
     def forward(params):
         return agent.apply(params, rollout.observations, rollout.action_mask)  # [T+1, B, ...]
@@ -283,7 +301,7 @@ def agent_update(
     stats.update(
         return_sum=jnp.sum(rollout.episode_returns),
         return_count=jnp.sum(done).astype(jnp.float32),
-        entropy=jnp.mean(networks.policy_entropy(agent_out.logits[:-1])),
+        entropy=jnp.mean(agent_out.policy(np.s_[:-1]).entropy()),
         loss=loss,
         grad_norm=global_norm(grads),
     )

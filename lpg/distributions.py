@@ -104,14 +104,22 @@ class MaskedCategorical:
     Attributes:
       logits: [..., A] unnormalised logits ℓ.
       mask: bool, broadcastable to [..., A], True for valid actions; None means all valid.
+      premasked: static; True promises that invalid logits already hold MASKED_LOGIT and none is
+        −inf (agent heads after `lpg.networks.mask_logits`), so the logits are used as they are.
+        Why it exists: the extra select of the general path changes how XLA fuses the agent
+        update, and a lifetime's losses then differ in the last bit between running alone and
+        in a vmapped batch; with it they are bit-identical (tests/lpg/test_evaluation.py).
     """
 
     logits: jax.Array
     mask: Any = None
+    premasked: bool = flax.struct.field(pytree_node=False, default=False)
 
     def _masked(self) -> tuple[jax.Array, jax.Array]:
         """(logits with invalid entries at MASKED_LOGIT [..., A], valid bool [..., A])."""
         logits = jnp.asarray(self.logits)
+        if self.premasked:
+            return logits, logits > MASKED_LOGIT / 2
         valid = ~jnp.isneginf(logits)
         if self.mask is not None:
             valid = valid & jnp.broadcast_to(self.mask, logits.shape)
@@ -156,8 +164,13 @@ class MaskedCategorical:
 
     def entropy(self) -> jax.Array:
         """H[π] = −Σ_{a valid} π(a) log π(a) [...]: invalid actions contribute exactly 0, so this is
-        the entropy of the softmax renormalised over the valid actions."""
-        return self._distrax().entropy()
+        the entropy of the softmax renormalised over the valid actions.
+
+        Written out rather than distrax's (same value): this form keeps a lifetime's logged loss
+        bit-identical whether it is trained alone or in a vmapped batch (tests/lpg/test_evaluation).
+        """
+        log_probs = self.log_probs  # invalid entries ≈ −1e9, whose exp is exactly 0
+        return -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
 
     def mode(self) -> jax.Array:
         """argmax_a π(a) over valid actions [...] (int32; ties → lowest index)."""
@@ -395,7 +408,9 @@ class DistributionSpec:
       kind: CATEGORICAL (head = A logits), GAUSSIAN or TANH_GAUSSIAN (head = 2·D numbers:
         [..., :D] the mean, [..., D:] a raw log-std clipped to [log_std_min, log_std_max]).
       action_size: A (number of discrete actions, masked ones included) or D (action dimension).
-      low, high: per-dimension bounds (TANH_GAUSSIAN only; () otherwise).
+      low, high: per-dimension bounds of a Box: TANH_GAUSSIAN squashes into them (required);
+        GAUSSIAN keeps them (optional, () if unknown) only to clip actions sent to the
+        environment (`env_action`); () for CATEGORICAL.
       log_std_min, log_std_max: the log-std clipping range. A hard clip: the identity inside, so a
         zero-initialised head means σ = 1; the gradient is zero outside, which only matters if
         the loss drives σ to e^-5 or e^2.
@@ -415,12 +430,14 @@ class DistributionSpec:
             raise ValueError(f"action_size must be a positive int, got {self.action_size!r}")
         if not self.log_std_min < self.log_std_max:
             raise ValueError(f"need log_std_min < log_std_max, got {self.log_std_min}, {self.log_std_max}")
-        if self.kind == TANH_GAUSSIAN:
+        if self.kind == TANH_GAUSSIAN or (self.kind == GAUSSIAN and (self.low or self.high)):
             low, high = np.asarray(self.low, float), np.asarray(self.high, float)
             if low.shape != (self.action_size,) or high.shape != (self.action_size,):
                 raise ValueError(f"low/high must have {self.action_size} entries, got {self.low}, {self.high}")
             if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(low < high)):
-                raise ValueError(f"a tanh-squashed policy needs finite low < high, got {self.low}, {self.high}")
+                raise ValueError(f"a bounded continuous policy needs finite low < high, got {self.low}, {self.high}")
+        elif self.low or self.high:
+            raise ValueError(f"a {self.kind} policy has no bounds, got low={self.low}, high={self.high}")
 
     @classmethod
     def from_space(
@@ -437,7 +454,7 @@ class DistributionSpec:
           space: `env_base.Discrete` or `env_base.Box` with a rank-1 shape and concrete bounds
             (build specs outside jit, e.g. from default env params).
           squash: Box only: TanhGaussian into [low, high] (needs finite bounds) if True, an
-            unbounded Gaussian (the environment clips) if False.
+            unbounded Gaussian if False (it keeps finite bounds, if any, for `env_action`).
           log_std_min, log_std_max: Box only: clipping range of the log-std.
         """
         if isinstance(space, env_base.Discrete):
@@ -446,18 +463,18 @@ class DistributionSpec:
             shape = tuple(space.shape)
             if len(shape) != 1:
                 raise ValueError(f"only rank-1 Box action spaces are supported, got shape {shape}")
-            if not squash:
-                return cls(kind=GAUSSIAN, action_size=shape[0], log_std_min=log_std_min, log_std_max=log_std_max)
             try:
                 low = np.broadcast_to(np.asarray(space.low, float), shape)
                 high = np.broadcast_to(np.asarray(space.high, float), shape)
             except jax.errors.TracerArrayConversionError as e:
                 raise ValueError("Box bounds must be concrete: build the DistributionSpec outside jit") from e
-            return cls(
-                kind=TANH_GAUSSIAN, action_size=shape[0],
-                low=tuple(float(x) for x in low), high=tuple(float(x) for x in high),
-                log_std_min=log_std_min, log_std_max=log_std_max,
-            )
+            bounds = dict(low=tuple(float(x) for x in low), high=tuple(float(x) for x in high))
+            if not squash:
+                finite = np.all(np.isfinite(low)) and np.all(np.isfinite(high))
+                return cls(kind=GAUSSIAN, action_size=shape[0], log_std_min=log_std_min,
+                           log_std_max=log_std_max, **(bounds if finite else {}))
+            return cls(kind=TANH_GAUSSIAN, action_size=shape[0], log_std_min=log_std_min,
+                       log_std_max=log_std_max, **bounds)
         raise TypeError(f"unsupported action space {type(space).__name__} (Discrete or Box only)")
 
     @property
@@ -469,6 +486,19 @@ class DistributionSpec:
     def action_shape(self) -> tuple[int, ...]:
         """Shape of one action: () for discrete, (D,) for continuous."""
         return () if self.kind == CATEGORICAL else (self.action_size,)
+
+    @property
+    def action_dtype(self):
+        """int32 for discrete actions, float32 for continuous ones."""
+        return jnp.int32 if self.kind == CATEGORICAL else jnp.float32
+
+    def env_action(self, action: jax.Array) -> jax.Array:
+        """The action to send to the environment for a sampled `action` [..., *action_shape]:
+        a GAUSSIAN sample clipped into the Box bounds (if known); anything else unchanged.
+        The rollout keeps the sampled action, whose log-probability the rules use."""
+        if self.kind == GAUSSIAN and self.low:
+            return jnp.clip(action, jnp.asarray(self.low, action.dtype), jnp.asarray(self.high, action.dtype))
+        return action
 
     def make(self, head_outputs: jax.Array, mask: jax.Array | None = None) -> Distribution:
         """The distribution given the policy head's outputs.

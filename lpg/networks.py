@@ -1,7 +1,9 @@
 """Agent networks (SPEC §1 "agent", §2 Table 3; LPG appendix A).
 
 Every agent outputs, per observation s, (`types.AgentOutput`):
-  * policy logits of π_θ(a|s) over the A actions of the environment;
+  * the policy head: logits of π_θ(a|s) over the A actions of a discrete environment, or the
+    2·D parameters [mean | raw log-std] of a Gaussian over D-dimensional continuous actions
+    (`lpg.distributions.DistributionSpec.num_outputs`; `AgentOutput.policy()` builds π);
 and only the heads its update rule asks for (`types.OutputSpec`, `UpdateRule.output_spec`):
   * logits of the prediction vector y_θ(s) ∈ [0,1]^m (LPG applies the softmax, m = 30);
   * a state value V_θ(s) (A2C's critic, LPG-V, the baseline f_θ(s) of LPG Eq. 7).
@@ -47,31 +49,6 @@ def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
       [..., A] logits with invalid entries replaced.
     """
     return jnp.where(mask, logits, jnp.asarray(MASKED_LOGIT, logits.dtype))
-
-
-def action_log_prob(logits: jax.Array, actions: jax.Array) -> jax.Array:
-    """log π(a|s) of the taken actions.
-
-    Args:
-      logits: [..., A] policy logits (e.g. a rollout's first T steps, [T, B, A]).
-      actions: [...] int actions, same leading shape.
-    Returns:
-      [...] log-probabilities.
-    """
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    return jnp.take_along_axis(log_probs, actions[..., None], axis=-1)[..., 0]
-
-
-def policy_entropy(logits: jax.Array) -> jax.Array:
-    """Entropy H(π) = -Σ_a π(a) log π(a) of a categorical policy, safe for masked logits.
-
-    Args:
-      logits: [..., A] (masked entries at `MASKED_LOGIT` contribute exactly 0).
-    Returns:
-      [...] entropies in nats.
-    """
-    log_probs = jax.nn.log_softmax(logits, axis=-1)
-    return -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
 
 
 class _Heads(nn.Module):
@@ -237,7 +214,8 @@ def make_network(
 
     Args:
       spec: architecture (kind, conv_features, hidden).
-      num_actions: A, the (static) number of actions; masked actions are still counted.
+      num_actions: width of the policy head: A logits (masked actions still counted), or 2·D
+        for D-dimensional continuous actions (`DistributionSpec.num_outputs`).
       num_states: S, required for "tabular" (observations are int state indices in [0, S)).
       outputs: the heads besides the policy (the update rule's `output_spec`).
       obs_shape: the unbatched observation shape, required for "mlp" (any shape, flattened) and

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from envs import task as task_lib
 from lpg import agent as agent_lib
+from lpg import distributions
 from lpg import networks
 from lpg import types
 from lpg.rules import base as rules_base
@@ -38,32 +39,38 @@ class LifetimeState:
     env_params: Any
 
 
-def _env_dimensions(task: task_lib.Task) -> tuple[int, int | None, tuple[int, ...]]:
-    """(num_actions, num_states or None, unbatched observation shape) of a task's environment.
+def _env_dimensions(
+    task: task_lib.Task,
+) -> tuple[distributions.DistributionSpec, int | None, tuple[int, ...]]:
+    """(policy spec, num_states or None, unbatched observation shape) of a task's environment.
 
+    The policy spec comes from the action space: Discrete(A) → A logits; Box → a Gaussian or
+    tanh-Gaussian (`task.agent.continuous_policy`) with the bounds of the first lifetime's
+    parameters (key 0; per-lifetime physics randomisation keeps the action space fixed).
     Works on abstract environment parameters (jax.eval_shape, no computation): sampling concrete
-    parameters op by op cost ~1.4 s per task of start-up time. An environment whose action count
+    parameters op by op cost ~1.4 s per task of start-up time. An environment whose action space
     or `num_states(params)` needs concrete values gets them from one jitted sample instead.
     """
     env = task.env
     key = jax.random.key(0)
     params = jax.eval_shape(task.sample_params, key)
     try:
-        num_actions, num_states = _action_and_state_counts(env, params)
-    except (jax.errors.ConcretizationTypeError, TypeError):
-        with jax.ensure_compile_time_eval():  # Python ints even under an outer jit trace
+        policy_spec, num_states = _policy_and_state_counts(task, params)
+    except (jax.errors.ConcretizationTypeError, TypeError, ValueError):
+        with jax.ensure_compile_time_eval():  # Python values even under an outer jit trace
             params = jax.jit(task.sample_params)(key)
-            num_actions, num_states = _action_and_state_counts(env, params)
+            policy_spec, num_states = _policy_and_state_counts(task, params)
     obs = jax.eval_shape(lambda k, p: env.reset(k, p)[0], key, params)
-    return num_actions, num_states, tuple(obs.shape)
+    return policy_spec, num_states, tuple(obs.shape)
 
 
-def _action_and_state_counts(env, params) -> tuple[int, int | None]:
-    num_actions = int(env.action_space(params).n)
-    num_states = getattr(env, "num_states", None)
+def _policy_and_state_counts(task, params) -> tuple[distributions.DistributionSpec, int | None]:
+    squash = task.agent.continuous_policy == "tanh_gaussian"
+    policy_spec = distributions.DistributionSpec.from_space(task.env.action_space(params), squash=squash)
+    num_states = getattr(task.env, "num_states", None)
     if callable(num_states):  # envs.base allows `num_states(params)` as a method
         num_states = num_states(params)
-    return num_actions, None if num_states is None else int(num_states)
+    return policy_spec, None if num_states is None else int(num_states)
 
 
 def build_agent(
@@ -73,9 +80,15 @@ def build_agent(
 
     outputs: the heads besides the policy, i.e. the training rule's `output_spec`.
     """
-    num_actions, num_states, obs_shape = _env_dimensions(task)
-    network = networks.make_network(task.agent, num_actions, num_states, outputs, obs_shape=obs_shape)
-    return agent_lib.Agent(network=network, optimiser=task.agent.optimiser, grad_clip=grad_clip)
+    policy_spec, num_states, obs_shape = _env_dimensions(task)
+    network = networks.make_network(
+        task.agent, policy_spec.num_outputs, num_states, outputs, obs_shape=obs_shape)
+    # Discrete policies keep policy_spec=None: the categorical default, so agents of discrete
+    # tasks compare equal (and hash) as before continuous actions existed.
+    if policy_spec.kind == distributions.CATEGORICAL:
+        policy_spec = None
+    return agent_lib.Agent(network=network, policy_spec=policy_spec,
+                           optimiser=task.agent.optimiser, grad_clip=grad_clip)
 
 
 def init_lifetime(

@@ -3,7 +3,8 @@
 Time convention (one for the whole project, checked at module boundaries):
   * `Rollout.observations` and agent outputs on a rollout have T+1 steps: index t is the
     observation s_t *before* action a_t; index T is the bootstrap observation after the last step.
-  * `actions`, `rewards`, `terminated`, `truncated` have T steps: index t describes the transition
+  * `actions` ([T, B] int32 for discrete actions, [T, B, D] float32 for continuous ones), `rewards`,
+    `terminated`, `truncated` have T steps: index t describes the transition
     s_t --a_t--> s_{t+1} with reward r_t. If `terminated[t] | truncated[t]`, `observations[t+1]`
     is already the first observation of the next episode (environments auto-reset).
   * `next_observations` has T steps: index t is the true successor state s_{t+1} of transition t,
@@ -20,6 +21,9 @@ from typing import Any
 
 import flax.struct
 import jax
+import numpy as np
+
+from lpg import distributions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,15 +48,32 @@ class OutputSpec:
 class AgentOutput:
     """What an agent network outputs per observation.
 
-    logits: [..., A] policy logits (invalid actions already masked to a large negative value).
+    logits: [..., P] the policy head: P = A logits for discrete actions (invalid actions already
+      masked to a large negative value), or P = 2·D numbers [mean | raw log-std] for D-dimensional
+      continuous actions. Rules never read it directly: `policy()` turns it into π(·|s).
     y: [..., m] logits of the prediction vector y (LPG applies softmax); None without a y head.
     value: [...] state-value estimate (A2C's critic, LPG-V, Eq. 7's baseline); None without one.
+    policy_spec: static `distributions.DistributionSpec` of the head (set by `Agent.apply`);
+      None means a categorical over `logits`.
     Which of y / value exist is the rule's `OutputSpec`.
     """
 
     logits: jax.Array
     y: Any = None
     value: Any = None
+    policy_spec: Any = flax.struct.field(pytree_node=False, default=None)
+
+    def policy(self, index: Any = np.s_[...]) -> distributions.Distribution:
+        """π(·|s) on `logits[index]`, e.g. `np.s_[:-1]` for the T steps of a [T+1, B] rollout.
+
+        Returns a `distributions.MaskedCategorical` (masking is already in the logits), `Gaussian`
+        or `TanhGaussian` with the indexed batch shape.
+        """
+        head = self.logits[index]
+        if self.policy_spec is None:
+            # Agent.apply has masked the logits already (finite, invalid ones at MASKED_LOGIT).
+            return distributions.MaskedCategorical(head, premasked=True)
+        return self.policy_spec.make(head)
 
 
 @flax.struct.dataclass
@@ -61,11 +82,11 @@ class Rollout:
 
     observations: Any  # [T+1, B, ...obs]
     next_observations: Any  # [T, B, ...obs] true s_{t+1} (the finished episode's last one at ends)
-    actions: jax.Array  # [T, B] int32
+    actions: jax.Array  # [T, B] int32 (discrete) or [T, B, D] float32 (continuous, as sampled)
     rewards: jax.Array  # [T, B] float32
     terminated: jax.Array  # [T, B] bool: s_{t+1} is terminal (no bootstrap)
     truncated: jax.Array  # [T, B] bool: episode cut by its time limit after step t
-    action_mask: jax.Array  # [B, A] bool, valid actions of this lifetime
+    action_mask: Any  # [B, A] bool, valid actions of this lifetime; None for continuous actions
     episode_returns: jax.Array  # [T, B] float32: undiscounted return of an episode ending at t, else 0
 
 

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from lpg import agent as agent_lib
-from lpg import networks
+import numpy as np
+
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
 from lpg.rules import base as rules_base
@@ -107,7 +108,7 @@ def lifetime_meta_loss(
         env_carry=env_carry,
         return_sum=jnp.sum(inner_stats["return_sum"]) + jnp.sum(rollout.episode_returns),
         return_count=jnp.sum(inner_stats["return_count"]) + jnp.sum(done).astype(jnp.float32),
-        entropy=jax.lax.stop_gradient(jnp.mean(networks.policy_entropy(agent_out.logits[:-1]))),
+        entropy=jax.lax.stop_gradient(jnp.mean(agent_out.policy(np.s_[:-1]).entropy())),
         logs=jax.lax.stop_gradient(logs),
     )
     return loss, aux

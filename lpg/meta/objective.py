@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from lpg import agent as agent_lib
-from lpg import networks
+import numpy as np
+
 from lpg import returns as returns_lib
 from lpg import types
 
@@ -62,9 +63,10 @@ class MetaObjective:
           inner_targets: RuleOutput of the K inner updates, pi_hat [K, T, B], y_hat [K, T, B, m].
           hyper: the lifetime's hyperparameters (β0 = hyper.entropy_cost).
         """
-        log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
+        policy = agent_out.policy(np.s_[:-1])  # batch [T, B]
+        log_pi_a = policy.log_prob(rollout.actions)  # [T, B]
         policy_gradient = -jnp.mean(log_pi_a * jax.lax.stop_gradient(advantages))
-        entropy = jnp.mean(networks.policy_entropy(agent_out.logits[:-1]))
+        entropy = jnp.mean(policy.entropy())
         if self.y_softmax:
             log_y = jax.nn.log_softmax(agent_out.y[:-1], axis=-1)
             y_entropy = jnp.mean(-jnp.sum(jnp.exp(log_y) * log_y, axis=-1))

@@ -25,8 +25,8 @@ from typing import Any
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lpg import networks
 from lpg import returns as returns_lib
 from lpg import types
 from lpg.rules import base
@@ -76,12 +76,12 @@ class A2C(base.UpdateRule):
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Mean over [T, B] of the A2C loss; logs policy_loss, value_loss, entropy."""
         del meta_params, state
-        logits = agent_out.logits[:-1]  # [T, B, A]
+        policy = agent_out.policy(np.s_[:-1])  # batch [T, B]: categorical or Gaussian
         values = agent_out.value[:-1]  # [T, B]
-        chex.assert_equal_shape([targets.pi_hat, rollout.actions, values])
-        log_pi_a = networks.action_log_prob(logits, rollout.actions)
+        log_pi_a = policy.log_prob(rollout.actions)  # [T, B]
+        chex.assert_equal_shape([targets.pi_hat, log_pi_a, values])
         policy_loss = -jnp.mean(log_pi_a * targets.pi_hat)
-        entropy = jnp.mean(networks.policy_entropy(logits))
+        entropy = jnp.mean(policy.entropy())
         value_loss = jnp.mean(0.5 * jnp.square(values - targets.value_target))
         loss = policy_loss - hyper.entropy_cost * entropy + hyper.value_cost * value_loss
         return loss, dict(policy_loss=policy_loss, value_loss=value_loss, entropy=entropy)

@@ -35,8 +35,8 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from lpg import networks
 from lpg import types
 from lpg.rules import base
 
@@ -183,7 +183,7 @@ class LPG(base.UpdateRule):
         num_steps = rollout.rewards.shape[0]
         chex.assert_axis_dimension(agent_out.logits, 0, num_steps + 1)
         chex.assert_axis_dimension(next_out.y, 0, num_steps)
-        log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
+        log_pi_a = agent_out.policy(np.s_[:-1]).log_prob(rollout.actions)  # [T, B]
         y_t = self.agent_y(agent_out.y[:-1])  # [T, B, m]
         y_tp1 = self.agent_y(next_out.y)  # [T, B, m] on the true s_{t+1}
         terminated = rollout.terminated.astype(jnp.float32)
@@ -195,7 +195,7 @@ class LPG(base.UpdateRule):
 
     def agent_loss(self, meta_params, state, agent_out, rollout, targets, hyper):
         del meta_params, state  # η acts through the targets only (Eq. 2)
-        log_pi_a = networks.action_log_prob(agent_out.logits[:-1], rollout.actions)  # [T, B]
+        log_pi_a = agent_out.policy(np.s_[:-1]).log_prob(rollout.actions)  # [T, B]
         pi_hat = targets.pi_hat
         logs = {}
         if self.use_baseline:

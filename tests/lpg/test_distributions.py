@@ -400,3 +400,18 @@ def test_gradients_finite_and_nonzero(name):
     assert np.all(np.abs(grads[live]) > 0)
     if mask is not None:
         assert np.all(grads[~live] == 0)  # nothing leaks into masked logits
+
+
+def test_premasked_categorical_matches_the_general_path():
+    """Agent heads (already masked with MASKED_LOGIT) skip re-masking: same results."""
+    logits = jnp.array([[0.3, distributions.MASKED_LOGIT, -1.2, 2.0], [1.0, 1.0, distributions.MASKED_LOGIT, 0.0]])
+    general = distributions.MaskedCategorical(logits)
+    fast = distributions.MaskedCategorical(logits, premasked=True)
+    actions = jnp.array([3, 1])
+    np.testing.assert_allclose(fast.log_prob(actions), general.log_prob(actions), rtol=1e-6)
+    np.testing.assert_allclose(fast.entropy(), general.entropy(), rtol=1e-6)
+    np.testing.assert_array_equal(fast.probs, general.probs)
+    np.testing.assert_array_equal(fast.mode(), general.mode())
+    samples = distributions.MaskedCategorical(jnp.tile(logits[1], (500, 1)), premasked=True).sample(
+        jax.random.key(1))
+    assert set(np.unique(samples).tolist()) == {0, 1, 3}

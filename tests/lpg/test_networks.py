@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from envs import task as task_lib
+from lpg import distributions
 from lpg import networks
 from lpg import types
 
@@ -113,15 +114,16 @@ def test_masked_logits_zero_probability_finite_entropy():
     probs = jax.nn.softmax(masked)
     np.testing.assert_array_equal(probs[:, ~np.asarray(mask)], 0.0)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
-    entropy = networks.policy_entropy(masked)
+    entropy = distributions.MaskedCategorical(masked).entropy()
     assert np.all(np.isfinite(entropy))
     # Uniform over the 2 valid actions: entropy log 2, not log 4.
     np.testing.assert_allclose(entropy[1], np.log(2.0), rtol=1e-6)
     # The gradient of the entropy through masked logits is finite too.
-    grad = jax.grad(lambda l: networks.policy_entropy(networks.mask_logits(l, mask)).sum())(logits)
+    grad = jax.grad(
+        lambda l: distributions.MaskedCategorical(networks.mask_logits(l, mask)).entropy().sum())(logits)
     assert np.all(np.isfinite(grad))
     # Sampling never picks an invalid action.
-    samples = jax.random.categorical(jax.random.key(0), masked[1], shape=(2000,))
+    samples = distributions.MaskedCategorical(jnp.tile(masked[1], (2000, 1))).sample(jax.random.key(0))
     assert set(np.unique(samples).tolist()) == {0, 2}
 
 
