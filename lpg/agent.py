@@ -11,6 +11,9 @@ One agent update (`learner_step` = `unroll` + `agent_update`) is
      treats π̂ and ŷ as constants w.r.t. θ (Eq. 2), yet nothing stops the gradient, so
      ∂θ'/∂η flows through the targets (the meta-gradient of Eq. 3–4);
   5. one optimiser step: SGD for tables, Adam for networks (SPEC Table 3), step size α_lr traced.
+     A rule with `num_epochs` × `num_minibatches` > 1 (PPO) instead takes that many steps, each on
+     a minibatch of the B environments (reshuffled every epoch), with the targets of step 3 held
+     fixed: the network is re-evaluated on each minibatch with the current θ.
 
 Everything here is a pure function without jit/vmap decorators; callers compose vmap over
 lifetimes, scan over updates and jit.
@@ -256,6 +259,7 @@ def agent_update(
     agent_state: AgentState,
     rollout: types.Rollout,
     hyper: types.HyperParams,
+    key: jax.Array | None = None,
 ) -> tuple[AgentState, types.RuleOutput, dict[str, jax.Array]]:
     """One agent update with `rule` on a given rollout (steps 2–5 of the module docstring).
 
@@ -266,6 +270,8 @@ def agent_update(
       agent: static agent; agent_state: θ and optimiser state before the update.
       rollout: T steps of B environments collected with θ ([T+1, B] observations).
       hyper: this lifetime's hyperparameters (α_lr used here, the rest by the rule).
+      key: shuffles the minibatches of multi-step rules (None: the same order every epoch);
+        unused by single-step rules.
     Returns:
       (agent_state, targets, stats): the updated θ; the rule's targets (π̂ [T, B], ŷ, ...; the
       meta-objective regularises them); stats (scalars): return_sum and return_count of the
@@ -284,15 +290,20 @@ def agent_update(
     rule_state = agent_state.rule_state
     targets = rule.targets(meta_params, rule_state, rollout, agent_out, next_out, hyper)
 
-    def loss_of_outputs(out: types.AgentOutput):
-        # `targets` is closed over: constant for this gradient (Eq. 2), but still a traced
-        # function of meta_params, so an outer jax.grad reaches η through it (and through the
-        # loss itself for learned-loss rules).
-        return rule.agent_loss(meta_params, rule_state, out, rollout, targets, hyper)
+    if rule.num_epochs * rule.num_minibatches > 1:
+        new_state, loss, grad_norm, logs = _minibatch_updates(
+            rule, agent, meta_params, agent_state, rollout, targets, hyper, key)
+    else:
+        def loss_of_outputs(out: types.AgentOutput):
+            # `targets` is closed over: constant for this gradient (Eq. 2), but still a traced
+            # function of meta_params, so an outer jax.grad reaches η through it (and through the
+            # loss itself for learned-loss rules).
+            return rule.agent_loss(meta_params, rule_state, out, rollout, targets, hyper)
 
-    (loss, logs), out_grad = jax.value_and_grad(loss_of_outputs, has_aux=True)(agent_out)
-    (grads,) = pullback(out_grad)
-    new_state = apply_gradients(agent, agent_state, grads, hyper.learning_rate)
+        (loss, logs), out_grad = jax.value_and_grad(loss_of_outputs, has_aux=True)(agent_out)
+        (grads,) = pullback(out_grad)
+        grad_norm = global_norm(grads)
+        new_state = apply_gradients(agent, agent_state, grads, hyper.learning_rate)
     new_state = new_state.replace(
         rule_state=rule.update_state(meta_params, rule_state, rollout, agent_out, targets, hyper))
 
@@ -303,9 +314,53 @@ def agent_update(
         return_count=jnp.sum(done).astype(jnp.float32),
         entropy=jnp.mean(agent_out.policy(np.s_[:-1]).entropy()),
         loss=loss,
-        grad_norm=global_norm(grads),
+        grad_norm=grad_norm,
     )
     return new_state, targets, stats
+
+
+def _select_envs(rollout: types.Rollout, targets: types.RuleOutput, env_index: jax.Array):
+    """The rollout and targets of the environments `env_index` [b] (B is axis 1 of every
+    [T(+1), B, ...] array, axis 0 of the [B, A] action mask)."""
+    take = lambda x: jnp.take(x, env_index, axis=1)
+    mask = rollout.action_mask
+    rollout = jax.tree.map(take, rollout.replace(action_mask=None))
+    if mask is not None:
+        rollout = rollout.replace(action_mask=jnp.take(mask, env_index, axis=0))
+    return rollout, jax.tree.map(take, targets)
+
+
+def _minibatch_updates(rule, agent, meta_params, agent_state, rollout, targets, hyper, key):
+    """`rule.num_epochs` passes over `rule.num_minibatches` minibatches of the B environments.
+
+    Returns (agent_state, mean loss, mean gradient norm, mean of the rule's logs) over all steps.
+    """
+    num_envs = rollout.rewards.shape[1]
+    num_minibatches = rule.num_minibatches
+    if num_envs % num_minibatches:
+        raise ValueError(f"{type(rule).__name__} splits the B = {num_envs} environments of a rollout "
+                         f"into {num_minibatches} minibatches; B must be a multiple of it")
+    size = num_envs // num_minibatches
+
+    def minibatch_step(state: AgentState, env_index: jax.Array):
+        mb_rollout, mb_targets = _select_envs(rollout, targets, env_index)
+
+        def loss_of_params(params):
+            out = agent.apply(params, mb_rollout.observations, mb_rollout.action_mask)
+            return rule.agent_loss(meta_params, state.rule_state, out, mb_rollout, mb_targets, hyper)
+
+        (loss, logs), grads = jax.value_and_grad(loss_of_params, has_aux=True)(state.params)
+        state = apply_gradients(agent, state, grads, hyper.learning_rate)
+        return state, (loss, global_norm(grads), logs)
+
+    def epoch(state: AgentState, epoch_key: jax.Array | None):
+        order = jnp.arange(num_envs) if epoch_key is None else jax.random.permutation(epoch_key, num_envs)
+        return jax.lax.scan(minibatch_step, state, order.reshape(num_minibatches, size))
+
+    epoch_keys = None if key is None else jax.random.split(key, rule.num_epochs)
+    state, per_step = jax.lax.scan(epoch, agent_state, epoch_keys, length=rule.num_epochs)
+    loss, grad_norm, logs = jax.tree.map(jnp.mean, per_step)
+    return state, loss, grad_norm, logs
 
 
 def learner_step(
@@ -328,5 +383,8 @@ def learner_step(
       (agent_state, carry, stats); stats as in `agent_update`.
     """
     rollout, carry = unroll(agent, agent_state.params, env, env_params, carry, key, num_steps)
-    agent_state, _, stats = agent_update(rule, agent, meta_params, agent_state, rollout, hyper)
+    # A key of its own for the minibatch order (multi-step rules); the unroll's stream is `key`.
+    update_key = jax.random.fold_in(key, 1)
+    agent_state, _, stats = agent_update(
+        rule, agent, meta_params, agent_state, rollout, hyper, update_key)
     return agent_state, carry, stats

@@ -215,7 +215,7 @@ class LifetimeRunner:
         self.lifetimes_per_call = lifetimes_per_call
         self.chunk = min(updates_per_chunk or budget.num_updates, budget.num_updates)
         self.base_seed = base_seed
-        agent = training.build_agent(task, rule.output_spec)
+        agent = training.build_agent(task, rule.output_spec, grad_clip=rule.agent_grad_clip)
         chunk = self.chunk
 
         def init(init_keys):

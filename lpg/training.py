@@ -141,14 +141,15 @@ def train_agents(
       hyper: HyperParams with scalar leaves (shared) or leaves of shape [L] (per lifetime).
       key: PRNG key.
       num_lifetimes: L; num_updates: U; num_envs: B; unroll_length: T (all static).
-      grad_clip: optional max global gradient norm.
+      grad_clip: optional max global gradient norm (default: the rule's `agent_grad_clip`).
       lifetimes_per_chunk: None vmaps all L lifetimes at once; n runs them as a sequential map
         over chunks of n (`lax.map(batch_size=n)`); on a small CPU that can be faster (SPEC §5).
     Returns:
       (final LifetimeState with leading [L], stats): each stat has shape [L, U]; return_sum and
       return_count cover the episodes completed during each update's unroll.
     """
-    agent = build_agent(task, rule.output_spec, grad_clip=grad_clip)
+    agent = build_agent(task, rule.output_spec,
+                        grad_clip=rule.agent_grad_clip if grad_clip is None else grad_clip)
     init_key, train_key = jax.random.split(key)
     states = init_lifetimes(task, agent, init_key, num_lifetimes, num_envs, rule=rule)
     return continue_training(

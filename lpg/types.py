@@ -118,8 +118,12 @@ class RuleOutput:
     pi_hat: [T, B] the policy target (LPG's π̂; A2C's advantage): weight of ∇ log π(a_t|s_t).
     y_hat: [T, B, m] LPG's target for y (None for rules without y).
     value_target: [T, B] regression target for the agent's value head (None if unused).
+    aux: the rule's own per-step quantities, a pytree of [T, B, ...] arrays (PPO: the behaviour
+      policy's log π(a_t|s_t) and V(s_t)); None if unused. Every leaf has B on axis 1, so
+      minibatches over environments slice it like the rest.
     """
 
     pi_hat: jax.Array
     y_hat: Any = None
     value_target: Any = None
+    aux: Any = None

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from lpg.rules import a2c
 from lpg.rules import base
 from lpg.rules import lpg
+from lpg.rules import ppo
 
 RULES: dict[str, type[base.UpdateRule]] = {}
 
@@ -38,5 +39,5 @@ def make_rule(kind: str, config: Mapping[str, Any] | None = None) -> base.Update
         raise ValueError(f"bad configuration for rule {kind!r}: {err}") from err
 
 
-for _cls in (lpg.LPG, a2c.A2C):
+for _cls in (lpg.LPG, a2c.A2C, ppo.PPO):
     register_rule(_cls)

@@ -32,6 +32,24 @@ from lpg import types
 from lpg.rules import base
 
 
+def lambda_return_targets(
+    rollout: types.Rollout, agent_out: types.AgentOutput, next_out: types.AgentOutput,
+    hyper: types.HyperParams,
+) -> tuple[jax.Array, jax.Array]:
+    """(G_t^λ, V(s_t)), both [T, B] and free of gradients, for actor-critic rules (A2C, PPO).
+
+    agent_out: outputs on rollout.observations [T+1, B]; next_out: on the true successor states
+    [T, B] (bootstrap after truncations, `lpg.returns`).
+    """
+    values = jax.lax.stop_gradient(agent_out.value[:-1])  # [T, B] V(s_t)
+    next_values = jax.lax.stop_gradient(next_out.value)  # [T, B] V(s'_{t+1})
+    chex.assert_equal_shape([values, next_values, rollout.rewards])
+    returns = returns_lib.lambda_returns(
+        rollout.rewards, rollout.terminated, rollout.truncated, next_values, hyper.discount,
+        hyper.td_lambda)
+    return returns, values
+
+
 @dataclasses.dataclass(frozen=True)
 class A2C(base.UpdateRule):
     """A2C with λ-returns; `meta_params` is an empty dict (see module docstring)."""
@@ -57,12 +75,7 @@ class A2C(base.UpdateRule):
     ) -> types.RuleOutput:
         """π̂_t = A_t, value_target_t = G_t^λ, both [T, B]; no y target."""
         del meta_params, state
-        values = jax.lax.stop_gradient(agent_out.value[:-1])  # [T, B] V(s_t)
-        next_values = jax.lax.stop_gradient(next_out.value)  # [T, B] V(s'_{t+1})
-        chex.assert_equal_shape([values, next_values, rollout.rewards])
-        returns = returns_lib.lambda_returns(
-            rollout.rewards, rollout.terminated, rollout.truncated, next_values, hyper.discount,
-            hyper.td_lambda)
+        returns, values = lambda_return_targets(rollout, agent_out, next_out, hyper)
         return types.RuleOutput(pi_hat=returns - values, y_hat=None, value_target=returns)
 
     def agent_loss(

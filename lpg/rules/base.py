@@ -17,6 +17,11 @@ meta-params, so baselines, evaluation and meta-training share one code path
     differentiates `agent_loss` w.r.t. the agent outputs with the targets held fixed; the
     meta-gradient still flows into η through the targets and, for learned-loss rules, through
     `agent_loss`, which also receives `meta_params`.
+  * `num_epochs` × `num_minibatches`: how many optimiser steps one rollout gives (PPO: several
+    epochs over minibatches of the B environments; everything else: one step on the whole
+    rollout). Targets are computed once per rollout, before the first step.
+  * `agent_grad_clip`: the global-norm clip of the agent's gradient the rule prescribes (PPO's
+    max_grad_norm), or None.
   * `config()` and `KIND`: a saved rule records both, and `lpg.rules.make_rule` rebuilds it.
 """
 
@@ -49,6 +54,21 @@ class UpdateRule(abc.ABC):
         and the evaluation's candidates are α_lr × these grids.
         """
         return {}
+
+    @property
+    def num_epochs(self) -> int:
+        """Passes over each rollout (default 1)."""
+        return 1
+
+    @property
+    def num_minibatches(self) -> int:
+        """Minibatches per pass, splitting the B environments (default 1: the whole rollout)."""
+        return 1
+
+    @property
+    def agent_grad_clip(self) -> float | None:
+        """Max global norm of the agent's gradient this rule prescribes (default None: none)."""
+        return None
 
     def config(self) -> dict:
         """The static configuration, JSON-serialisable; `type(self)(**config())` rebuilds it."""

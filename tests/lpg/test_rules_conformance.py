@@ -27,6 +27,7 @@ from lpg import types
 SMALL_CONFIGS = {
     "lpg": {"hidden_size": 8, "y_dim": 4},
     "a2c": {},
+    "ppo": {"epochs": 2, "minibatches": 3},
 }
 T, B = 4, 3
 
