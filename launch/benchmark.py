@@ -53,6 +53,7 @@ from lpg.meta import sharding
 from lpg.meta import trainer as trainer_lib
 from lpg.rules import a2c
 from lpg.rules import lpg as lpg_rule
+from lpg.rules import ppo
 
 _SECTIONS = flags.DEFINE_list("sections", ["envs", "a2c", "metatest", "meta", "compile", "memory", "devices"],
                               "Which benchmarks to run.")
@@ -152,20 +153,20 @@ def _a2c_hyper():
 
 
 def bench_agent_training(task_name, rule, meta_params, hyper, *, num_lifetimes, num_updates,
-                         num_envs, repeats, lifetimes_per_chunk=None) -> dict:
+                         num_envs, repeats, lifetimes_per_chunk=None, unroll_length=20) -> dict:
     """Env-steps/s of `training.make_train_fn` (whole lifetimes' updates in one jit)."""
     task = envs.make(task_name)
     fn = training.make_train_fn(
         task, rule, num_lifetimes=num_lifetimes, num_updates=num_updates, num_envs=num_envs,
-        unroll_length=20, lifetimes_per_chunk=lifetimes_per_chunk)
+        unroll_length=unroll_length, lifetimes_per_chunk=lifetimes_per_chunk)
     key = jax.random.key(0)
     start = time.perf_counter()
     compiled = fn.lower(key, hyper, meta_params).compile()
     compile_s = time.perf_counter() - start
     seconds = _time_compiled(compiled, key, hyper, meta_params, repeats=repeats)
     return {"lifetimes": num_lifetimes, "num_envs": num_envs, "updates": num_updates,
-            "lifetimes_per_chunk": lifetimes_per_chunk,
-            "env_steps_per_s": num_lifetimes * num_updates * num_envs * 20 / seconds,
+            "unroll_length": unroll_length, "lifetimes_per_chunk": lifetimes_per_chunk,
+            "env_steps_per_s": num_lifetimes * num_updates * num_envs * unroll_length / seconds,
             "compile_s": compile_s}
 
 
@@ -192,7 +193,9 @@ def bench_a2c(repeats: int) -> dict:
 def bench_gymnax(repeats: int) -> dict:
     """gymnax tasks: the adapter's cost against stepping the raw gymnax env in the same process
     (alternating, `repeats` timings each; 64 envs × 1024 random-action steps in one scan), and
-    A2C training env-steps/s (8 lifetimes × 64 envs, T = 20, 20 updates, Adam at α_lr = 1e-3)."""
+    A2C training env-steps/s (8 lifetimes × 64 envs, T = 20, 20 updates, Adam at α_lr = 1e-3) and
+    PPO's (4 epochs × 4 minibatches, 16 envs × T = 32 as in its CartPole learning test; 1 lifetime,
+    a single run, and 8 lifetimes, e.g. 8 seeds, in one vmap)."""
     from envs.wrappers import gymnax as gymnax_wrapper  # pylint: disable=g-import-not-at-top
 
     out = {}
@@ -209,9 +212,13 @@ def bench_gymnax(repeats: int) -> dict:
         raw_s, wrapped_s = (statistics.median(times[k]) for k in ("raw", "wrapped"))
         out[name] = {"raw_steps_per_s": 64 * 1024 / raw_s, "wrapped_steps_per_s": 64 * 1024 / wrapped_s,
                      "adapter_overhead": wrapped_s / raw_s - 1.0}
+        hyper = _a2c_hyper().replace(learning_rate=1e-3)
         out[name]["a2c_training"] = bench_agent_training(
-            name, a2c.A2C(), {}, _a2c_hyper().replace(learning_rate=1e-3), num_lifetimes=8,
-            num_updates=20, num_envs=64, repeats=repeats)
+            name, a2c.A2C(), {}, hyper, num_lifetimes=8, num_updates=20, num_envs=64, repeats=repeats)
+        for lifetimes in (1, 8):
+            out[name][f"ppo_training_{lifetimes}_lifetimes"] = bench_agent_training(
+                name, ppo.PPO(), {}, hyper, num_lifetimes=lifetimes, num_updates=20, num_envs=16,
+                unroll_length=32, repeats=repeats)
     out["peak_rss_mib"] = _peak_rss_mib()
     return out
 

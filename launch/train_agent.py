@@ -1,8 +1,13 @@
-"""Tune and train A2C on registered tasks under the shared protocol (lpg/evaluation.py).
+"""Tune and train a hand-designed rule (A2C or PPO) on registered tasks under the shared
+protocol (lpg/evaluation.py).
 
     python -m launch.train_agent --config experiments/configs/a2c.py \
         --config.tasks=tabular/dense --config.env_steps=300000 --config.num_envs=32 \
         --config.selection_seeds=0-3 --config.report_seeds=100-107 --workdir runs/a2c
+    python -m launch.train_agent --config experiments/configs/ppo.py \
+        --config.tasks=gymnax/CartPole-v1 --config.env_steps=500000 --workdir runs/ppo_cartpole
+
+config.rule is "a2c" or "ppo" (PPO's own settings: config.ppo, fixed for the whole sweep).
 
 For each task, every setting of the grid α_lr × value_cost × entropy_cost (config.sweep; α_lr
 defaults to the task's grid) trains on the selection seeds; the setting with the best mean final
@@ -12,7 +17,8 @@ trained on the disjoint report seeds and reported with a bootstrap CI. Writes in
   results.md              the selected setting per task, its report mean [95% CI], paper A2C;
   final_returns.csv       every (task, rule, setting, seed, role, final_return);
   <task>.csv, <task>.png  the selected setting's curve: mean and CI over report seeds;
-  a2c_tuned.py            the selected settings, ready to replace experiments/configs/a2c_tuned.py.
+  <rule>_tuned.py         the selected settings (a2c_tuned.py is ready to replace
+                          experiments/configs/a2c_tuned.py, which every LPG comparison reads).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from launch import build
 from launch import eval_report
 from launch import train_loop
 from lpg import evaluation
-from lpg.rules import a2c
+from lpg import rules
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/a2c.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
@@ -45,6 +51,23 @@ def _task_names(spec: str) -> tuple[str, ...]:
     if spec.strip() == "all":
         return tuple(n for n in envs.names() if not n.startswith("gymnax/"))
     return build.parse_tasks(spec)
+
+
+RULE_KINDS = ("a2c", "ppo")
+LABELS = {"a2c": "A2C", "ppo": "PPO"}
+
+
+def make_rule(config) -> rules.base.UpdateRule:
+    """The rule config.rule names, with config.ppo for PPO (bad values: ValueError naming them)."""
+    kind = config.get("rule", "a2c")
+    if kind not in RULE_KINDS:
+        raise ValueError(f"config.rule must be one of {RULE_KINDS}, got {kind!r}")
+    rule_config = dict(config.ppo) if kind == "ppo" else {}
+    rule = rules.make_rule(kind, rule_config)
+    if config.num_envs % rule.num_minibatches:
+        raise ValueError(f"config.num_envs={config.num_envs} must be a multiple of "
+                         f"config.ppo.minibatches={rule.num_minibatches} (minibatches split the envs)")
+    return rule
 
 
 def validate(config) -> tuple[tuple[str, ...], evaluation.Protocol]:
@@ -69,6 +92,7 @@ def validate(config) -> tuple[tuple[str, ...], evaluation.Protocol]:
             empty = " (empty: the task's grid)" if empty_ok else ", non-empty"
             raise ValueError(f"config.sweep.{name} must be a list of numbers {allowed}{empty}, "
                              f"got {values!r}")
+    make_rule(config)
     tasks = _task_names(config.tasks)
     protocol = eval_report.make_protocol(
         config.selection_seeds, config.report_seeds, base_seed=int(config.seed),
@@ -83,9 +107,11 @@ def _env_steps(config, task) -> int:
 
 
 def run(config, workdir: str, command: str = "") -> dict:
-    """Sweeps and reports A2C on config.tasks (module docstring); returns
+    """Sweeps and reports config.rule on config.tasks (module docstring); returns
     {task: {"result": Evaluation, "seconds": float, "lifetime": int, "env_steps": int}}."""
     tasks, protocol = validate(config)
+    rule = make_rule(config)
+    label = LABELS[rule.KIND]
     os.makedirs(workdir, exist_ok=True)
     summary, rows = {}, []
     for name in tasks:
@@ -98,27 +124,27 @@ def run(config, workdir: str, command: str = "") -> dict:
             td_lambda=config.hyper.td_lambda)
         start = time.perf_counter()
         result = eval_report.run_evaluation(
-            task, a2c.A2C(), {}, candidates, protocol, budget, label="A2C",
+            task, rule, {}, candidates, protocol, budget, label=label,
             updates_per_chunk=int(config.updates_per_chunk),
             lifetimes_per_call=int(config.lifetimes_per_call) or None,
             lifetimes_per_chunk=int(config.lifetimes_per_chunk) or None)
         seconds = time.perf_counter() - start
         summary[name] = dict(result=result, seconds=seconds, lifetime=task.lifetime_steps,
                              env_steps=budget.env_steps)
-        rows += eval_report.final_return_rows("A2C", result)
+        rows += eval_report.final_return_rows(label, result)
         fname = name.replace("/", "_")
         write_curve_csv(os.path.join(workdir, fname + ".csv"), result)
-        eval_report.plot_curves(os.path.join(workdir, fname + ".png"), name, {"A2C": result})
+        eval_report.plot_curves(os.path.join(workdir, fname + ".png"), name, {label: result})
         lifetimes = evaluation.work(len(candidates), protocol, budget) / budget.num_updates
         print(f"{name}: chose {result.chosen}; report {result.summary()} "
               f"({seconds:.0f}s, {lifetimes * budget.env_steps / seconds:,.0f} env steps/s)", flush=True)
     eval_report.write_final_returns(os.path.join(workdir, "final_returns.csv"), rows)
-    write_sweep(workdir, summary, protocol)
-    lines = results_lines(config, summary, protocol)
+    write_sweep(workdir, summary, protocol, label)
+    lines = results_lines(config, summary, protocol, label)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(workdir, "a2c_tuned.py"), "w") as f:
-        f.write(tuned_config_text(config, summary, protocol, command))
+    with open(os.path.join(workdir, f"{rule.KIND}_tuned.py"), "w") as f:
+        f.write(tuned_config_text(config, summary, protocol, command, label))
     print("\n".join(lines))
     return summary
 
@@ -143,7 +169,7 @@ def _candidate_hypers(result: evaluation.Evaluation) -> list[tuple[float, ...]]:
     return [tuple(float(getattr(h, f)) for f in SWEEP_FIELDS) for h in result.candidate_hypers]
 
 
-def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol) -> None:
+def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol, label: str = "A2C") -> None:
     """sweep.csv (one row per task and setting) and sweep.md (one α_lr × (c_V, c_H) table per task)."""
     seeds = protocol.selection_seeds
     with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
@@ -156,7 +182,7 @@ def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol) -> N
                 writer.writerow([name, setting, *_candidate_hypers(result)[c], f"{mean:.4f}",
                                  int(result.selection_diverged[c].sum()), int(setting == result.chosen),
                                  *[f"{x:.4f}" for x in result.selection_final[c]]])
-    lines = [f"# A2C sweep: mean final return on selection seeds {list(seeds)}", "",
+    lines = [f"# {label} sweep: mean final return on selection seeds {list(seeds)}", "",
              "Rows c_V (value cost; tabular value step = α_lr · c_V) and c_H (entropy cost), columns "
              "α_lr; **bold**: selected; † diverged (non-finite loss) on that many seeds.", ""]
     for name, res in summary.items():
@@ -181,15 +207,16 @@ def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol) -> N
         f.write("\n".join(lines) + "\n")
 
 
-def results_lines(config, summary: dict, protocol: evaluation.Protocol) -> list[str]:
+def results_lines(config, summary: dict, protocol: evaluation.Protocol, label: str = "A2C") -> list[str]:
     p = protocol
+    rule_settings = f" {label} settings: {dict(config.ppo)}." if label == "PPO" else ""
     lines = [
-        f"A2C final return on report seeds {list(p.report_seeds)}: mean [{p.confidence:.0%} bootstrap CI] "
+        f"{label} final return on report seeds {list(p.report_seeds)}: mean [{p.confidence:.0%} bootstrap CI] "
         f"of the setting selected on seeds {list(p.selection_seeds)} (final = mean of the last "
         f"{p.final_fraction:.0%} of the curve; γ={config.hyper.discount}, λ={config.hyper.td_lambda}, "
-        f"{config.num_envs} envs × T={config.unroll_length}).",
+        f"{config.num_envs} envs × T={config.unroll_length}).{rule_settings}",
         "",
-        "| task | env steps (of lifetime) | selected (α_lr, c_V, c_H) | A2C here | diverged report seeds "
+        f"| task | env steps (of lifetime) | selected (α_lr, c_V, c_H) | {label} here | diverged report seeds "
         "| paper A2C | wall s |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -202,8 +229,9 @@ def results_lines(config, summary: dict, protocol: evaluation.Protocol) -> list[
     return lines
 
 
-def tuned_config_text(config, summary: dict, protocol: evaluation.Protocol, command: str) -> str:
-    """experiments/configs/a2c_tuned.py content for the selected settings, with its provenance."""
+def tuned_config_text(config, summary: dict, protocol: evaluation.Protocol, command: str,
+                      label: str = "A2C") -> str:
+    """experiments/configs/<rule>_tuned.py content for the selected settings, with its provenance."""
     budgets = sorted({r["env_steps"] for r in summary.values()})
     entries = []
     for name, r in summary.items():
@@ -214,7 +242,7 @@ def tuned_config_text(config, summary: dict, protocol: evaluation.Protocol, comm
     grid = (f"α_lr ∈ {tuple(config.sweep.learning_rates) or 'the task grid'} × value_cost ∈ "
             f"{tuple(config.sweep.value_costs)} × entropy_cost ∈ {tuple(config.sweep.entropy_costs)}")
     return "\n".join([
-        '"""Tuned A2C settings per task: A2C\'s single candidate in launch/eval_report.py.',
+        f'"""Tuned {label} settings per task (the single candidate launch/eval_report.py gives {label}).',
         "",
         "Produced by launch/train_agent.py:",
         "",
@@ -225,6 +253,7 @@ def tuned_config_text(config, summary: dict, protocol: evaluation.Protocol, comm
         f"Budget: {', '.join(f'{b:,}' for b in budgets)} env steps per lifetime, "
         f"{config.num_envs} envs × T={config.unroll_length}.",
         f"Grid: {grid}; γ={config.hyper.discount}, λ={config.hyper.td_lambda}.",
+        *([f"{label} settings: {dict(config.ppo)}."] if label == "PPO" else []),
         "Entries: task -> (learning_rate, value_cost, entropy_cost, discount, td_lambda). On a tabular",
         "task the value table's SGD step is learning_rate · value_cost (experiments/configs/a2c.py).",
         '"""',

@@ -25,6 +25,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
+    config.rule = "a2c"  # experiments/configs/ppo.py sets "ppo"
     config.tasks = "chain/short"  # comma-separated names from envs.names(), or "all"
     # Seed i's lifetime (E, θ0, all keys) is fold_in(key(seed), i); seed 0 gives the lifetimes
     # launch/evaluate.py uses. Seed specs: "a-b", "a,b,c", or a count n (selection: 0..n-1,

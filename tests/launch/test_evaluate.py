@@ -168,6 +168,32 @@ def test_train_agent_sweeps_selects_and_writes_a_tuned_config(tmp_path):
     assert (workdir / "chain_short.png").stat().st_size > 0 and (workdir / "chain_short.csv").is_file()
 
 
+def test_train_agent_tunes_ppo_and_refuses_a_bad_minibatch_split(tmp_path):
+    workdir = tmp_path / "ppo"
+    args = ["--config", "experiments/configs/ppo.py", "--workdir", str(workdir),
+            "--config.tasks=gymnax/CartPole-v1", "--config.env_steps=1024", "--config.num_envs=4",
+            "--config.unroll_length=8", "--config.ppo.minibatches=2", "--config.ppo.epochs=2",
+            "--config.selection_seeds=2", "--config.report_seeds=2",
+            "--config.sweep.learning_rates=(1e-3,)", "--config.sweep.value_costs=(0.5,)",
+            "--config.sweep.entropy_costs=(0.0,0.01)", "--config.updates_per_chunk=8"]
+    result = _run("launch.train_agent", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(_read_csv(workdir / "sweep.csv")) == 2
+    namespace = {}
+    exec((workdir / "ppo_tuned.py").read_text(), namespace)  # pylint: disable=exec-used
+    assert set(namespace["TUNED"]) == {"gymnax/CartPole-v1"} and "'minibatches': 2" in namespace["__doc__"]
+    assert "PPO final return" in (workdir / "results.md").read_text()
+
+    bad = _run("launch.train_agent", ["--config", "experiments/configs/ppo.py", "--workdir",
+                                      str(tmp_path / "bad"), "--config.num_envs=6"])
+    assert bad.returncode != 0
+    assert "config.num_envs=6 must be a multiple of config.ppo.minibatches=4" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    bad = _run("launch.train_agent", ["--config", "experiments/configs/ppo.py", "--workdir",
+                                      str(tmp_path / "bad"), "--config.ppo.clip_epsilon=-1"])
+    assert bad.returncode != 0 and "clip_epsilon must be a finite number > 0, got -1" in bad.stderr
+
+
 def test_train_agent_refuses_overlapping_seeds(tmp_path):
     workdir = tmp_path / "a2c"
     result = _run("launch.train_agent", ["--workdir", str(workdir), "--config.selection_seeds=0-3",
