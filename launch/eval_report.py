@@ -8,6 +8,9 @@ disjoint report seeds), budget, num_envs and T:
   * A2C's: its tuned setting from experiments/configs/a2c_tuned.py (one candidate); a task with
     no tuned entry sweeps experiments/configs/a2c.py's grid on the selection seeds instead, and
     the report says so.
+  * PPO's (optional, `with_ppo`): experiments/configs/ppo.py's sweep (α_lr × c_V × c_H, 12
+    settings) on the selection seeds, with that file's PPO settings (epochs, minibatches, ...).
+    PPO gets its own comparison LPG − PPO and verdict.
 Outputs in the workdir: results.md (per task: env steps, A2C and LPG mean [CI] with their
 settings, paired difference LPG − A2C [CI], verdict, the paper's numbers; the win/tie/loss count;
 the selection tables), eval_final_returns.csv (every task, rule, setting, seed, role and final
@@ -31,10 +34,12 @@ from envs import task as task_lib
 from experiments import paper_results
 from experiments.configs import a2c as a2c_config
 from experiments.configs import a2c_tuned
+from experiments.configs import ppo as ppo_config
 from launch import build
 from launch import checkpoints
 from lpg import evaluation
 from lpg import types
+from lpg import rules
 from lpg.rules import a2c
 
 # A bare count n of seeds means these ids: selection 0..n−1, report 100..100+n−1.
@@ -157,6 +162,19 @@ def a2c_candidates(task: task_lib.Task, tuned: Mapping[str, Sequence[float]] | N
                      entropy_costs=sweep.entropy_costs, discount=discount, td_lambda=td_lambda), "swept"
 
 
+def ppo_rule_and_candidates(task: task_lib.Task, *, num_envs: int, discount: float = 0.99,
+                            td_lambda: float = 0.95) -> tuple[Any, dict[str, types.HyperParams]]:
+    """(PPO rule, candidates): experiments/configs/ppo.py's PPO settings and sweep grid."""
+    config = ppo_config.get_config()
+    rule = rules.make_rule("ppo", dict(config.ppo))
+    if num_envs % rule.num_minibatches:
+        raise ValueError(f"PPO splits num_envs={num_envs} environments into {rule.num_minibatches} "
+                         "minibatches (experiments/configs/ppo.py); use a multiple of it")
+    sweep = config.sweep
+    return rule, a2c_sweep(task, learning_rates=sweep.learning_rates, value_costs=sweep.value_costs,
+                           entropy_costs=sweep.entropy_costs, discount=discount, td_lambda=td_lambda)
+
+
 # ---------------------------------------------------------------------------------- run + report
 
 
@@ -250,7 +268,7 @@ def evaluate_rule_on_tasks(
     workdir: str, discount: float = 0.99, td_lambda: float = 0.95, learning_rate: float = 0.0,
     y_cost: float = 0.0, unroll_length: int = 20, a2c_tuned_table: Mapping | None = None,
     updates_per_chunk: int | None = 50, lifetimes_per_chunk: int | None = None,
-    provenance: dict | None = None,
+    provenance: dict | None = None, with_ppo: bool = False,
 ) -> dict:
     """Runs the LPG-vs-A2C comparison on `tasks`; writes CSV, plots and results.md to `workdir`.
 
@@ -263,13 +281,17 @@ def evaluate_rule_on_tasks(
       learning_rate, y_cost: > 0 fixes LPG's α_lr / α_y instead of selecting it from the grid.
       a2c_tuned_table: task -> A2C setting (default experiments/configs/a2c_tuned.TUNED).
       provenance: where the rule came from (written into results.md).
+      with_ppo: also evaluate PPO (swept; module docstring) and compare LPG with it.
     Returns:
       {task: {"LPG": Evaluation, "A2C": Evaluation, "comparison": Comparison (LPG vs A2C),
-              "a2c_source": "tuned" | "swept", "env_steps": int}}.
+              "a2c_source": "tuned" | "swept", "env_steps": int}} plus, with PPO,
+      "PPO": Evaluation and "comparison_ppo": Comparison (LPG vs PPO).
     """
     task_names = build.parse_tasks(tasks)
     if num_envs <= 0 or env_steps < 0:
         raise ValueError(f"num_envs must be > 0 and env_steps >= 0, got {num_envs}, {env_steps}")
+    if with_ppo:  # refuse a bad minibatch split before any work
+        ppo_rule_and_candidates(envs.make(task_names[0]), num_envs=num_envs)
     os.makedirs(workdir, exist_ok=True)
     table = a2c_tuned.TUNED if a2c_tuned_table is None else a2c_tuned_table
     summary, rows = {}, []
@@ -285,12 +307,18 @@ def evaluate_rule_on_tasks(
             "A2C": run_evaluation(task, a2c.A2C(), {}, a2c_cands, label="A2C", **kwargs),
             "LPG": run_evaluation(task, rule, meta_params, lpg_cands, label="LPG", **kwargs),
         }
+        if with_ppo:
+            ppo_rule, ppo_cands = ppo_rule_and_candidates(
+                task, num_envs=num_envs, discount=discount, td_lambda=td_lambda)
+            results["PPO"] = run_evaluation(task, ppo_rule, {}, ppo_cands, label="PPO", **kwargs)
         for rule_name, result in results.items():
             rows += final_return_rows(rule_name, result)
         plot_curves(os.path.join(workdir, name.replace("/", "_") + ".png"), name, results)
         summary[name] = dict(results, comparison=evaluation.compare(results["LPG"], results["A2C"]),
                              a2c_source=a2c_source, env_steps=budget.env_steps,
                              lifetime=task.lifetime_steps)
+        if with_ppo:
+            summary[name]["comparison_ppo"] = evaluation.compare(results["LPG"], results["PPO"])
     write_final_returns(os.path.join(workdir, "eval_final_returns.csv"), rows)
     placeholder = a2c_tuned_table is None and a2c_tuned.PLACEHOLDER
     lines = report_lines(summary, protocol, provenance=provenance, a2c_placeholder=placeholder)
@@ -333,9 +361,23 @@ def report_lines(summary: Mapping[str, dict], protocol: evaluation.Protocol, *,
     no_data = f" ({counts['n/a']} without data)" if counts["n/a"] else ""
     lines += ["", f"LPG wins on {counts['win']}, ties on {counts['tie']}, loses on {counts['loss']} "
                   f"of {len(summary)} tasks{no_data}.", ""]
+    with_ppo = [name for name, res in summary.items() if "PPO" in res]
+    if with_ppo:
+        lines += [f"LPG vs PPO (PPO swept on the selection seeds: experiments/configs/ppo.py, "
+                  f"{dict(ppo_config.get_config().ppo)}):", "",
+                  f"| task | PPO mean [{ci}] (setting) | LPG mean [{ci}] | LPG − PPO [{ci}] | verdict |",
+                  "|---|---|---|---|---|"]
+        ppo_counts = {v: 0 for v in evaluation.VERDICTS}
+        for name in with_ppo:
+            comparison = summary[name]["comparison_ppo"]
+            ppo_counts[comparison.verdict] += 1
+            lines.append(f"| {name} | {comparison.b} ({summary[name]['PPO'].chosen}) | {comparison.a} | "
+                         f"{comparison.difference} | {comparison.verdict} |")
+        lines += ["", f"LPG wins on {ppo_counts['win']}, ties on {ppo_counts['tie']}, loses on "
+                      f"{ppo_counts['loss']} of {len(with_ppo)} tasks against PPO.", ""]
     swept = [name for name, res in summary.items() if res["a2c_source"] == "swept"]
     for name, res in summary.items():
-        for rule_name in ("A2C", "LPG"):
+        for rule_name in [r for r in ("A2C", "PPO", "LPG") if r in res]:
             diverged = int(res[rule_name].report_diverged.sum())
             if diverged:
                 lines.append(f"{name}: {diverged} of {len(p.report_seeds)} {rule_name} report "
@@ -351,6 +393,8 @@ def report_lines(summary: Mapping[str, dict], protocol: evaluation.Protocol, *,
         lines += [f"### {name}", ""]
         lines += selection_table_lines("A2C", res["A2C"], "(tuned, experiments/configs/a2c_tuned.py) "
                                        if res["a2c_source"] == "tuned" else " (no tuned entry: swept)")
+        if "PPO" in res:
+            lines += selection_table_lines("PPO", res["PPO"], " (swept, experiments/configs/ppo.py)")
         lines += selection_table_lines("LPG", res["LPG"])
     return lines
 

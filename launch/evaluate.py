@@ -8,7 +8,8 @@
 For every task, both rules get the same budget, num_envs, T and report seeds (seed i: the same
 environment, θ0 and keys for both). LPG's α_lr × α_y is chosen from the task's grid (9 settings)
 on the selection seeds; A2C uses its tuned setting from experiments/configs/a2c_tuned.py (or, for a
-task without one, is swept on the selection seeds). Writes <workdir>/results.md (mean [95% CI]
+task without one, is swept on the selection seeds). With --ppo, PPO is swept on the selection
+seeds too (experiments/configs/ppo.py) and compared with LPG the same way. Writes <workdir>/results.md (mean [95% CI]
 per rule, paired difference LPG − A2C [CI], verdict, paper values, selection tables),
 <workdir>/eval_final_returns.csv (every task, rule, setting, seed, role and final return) and
 <workdir>/<task>.png (mean curves with bootstrap CI bands over report seeds).
@@ -43,6 +44,8 @@ _ENV_STEPS = flags.DEFINE_integer(
 _NUM_ENVS = flags.DEFINE_integer("num_envs", 16, "Parallel environments per agent.")
 _DISCOUNT = flags.DEFINE_float("discount", 0.99, "γ of LPG (and of A2C where it is swept).")
 _UPDATES_PER_CHUNK = flags.DEFINE_integer("updates_per_chunk", 50, "Agent updates per jitted call.")
+_PPO = flags.DEFINE_bool(
+    "ppo", False, "Also evaluate PPO (swept with experiments/configs/ppo.py) and compare LPG with it.")
 _LIFETIMES_PER_CHUNK = flags.DEFINE_integer(
     "lifetimes_per_chunk", 0,
     "0: vmap a call's lifetimes; n: sequential chunks of n (1 for conv agents on CPU).")
@@ -68,6 +71,11 @@ def validate_flags() -> evaluation.Protocol:
         (_LIFETIMES_PER_CHUNK, _LIFETIMES_PER_CHUNK.value >= 0, "must be >= 0 (0: no chunking)"),
         (_SEED, 0 <= _SEED.value < 2**31, "must be in [0, 2**31)"),
     ]
+    if _PPO.value:
+        from experiments.configs import ppo as ppo_config  # pylint: disable=g-import-not-at-top
+        minibatches = ppo_config.get_config().ppo.minibatches
+        checks.append((_NUM_ENVS, _NUM_ENVS.value % minibatches == 0,
+                       f"must be a multiple of PPO's {minibatches} minibatches with --ppo"))
     for flag, ok, allowed in checks:
         if not ok:
             raise app.UsageError(f"--{flag.name}={flag.value} {allowed}")
@@ -92,7 +100,8 @@ def main(argv):
         rule, meta_params, tasks=_TASKS.value, protocol=protocol, env_steps=_ENV_STEPS.value,
         num_envs=_NUM_ENVS.value, workdir=_WORKDIR.value, discount=_DISCOUNT.value,
         updates_per_chunk=_UPDATES_PER_CHUNK.value,
-        lifetimes_per_chunk=_LIFETIMES_PER_CHUNK.value or None, provenance=provenance)
+        lifetimes_per_chunk=_LIFETIMES_PER_CHUNK.value or None, provenance=provenance,
+        with_ppo=_PPO.value)
 
 
 def run():

@@ -15,6 +15,7 @@ import pytest
 import envs
 from experiments.configs import a2c_tuned
 from experiments.configs import lpg as lpg_configs
+from launch import checkpoints
 from launch import eval_report
 from lpg import evaluation
 from lpg.rules import lpg as lpg_rule
@@ -119,6 +120,27 @@ def test_evaluate_trained_rule_writes_the_paired_report(tmp_path):
     assert (out / "chain_short.png").stat().st_size > 0
 
 
+def test_evaluate_with_ppo_adds_a_swept_ppo_and_its_own_comparison(tmp_path):
+    """--ppo's library path: PPO swept (12 settings) on the selection seed, reported on the same
+    report seeds, LPG − PPO paired, and its table and selection table in results.md."""
+    rule, meta_params, provenance = checkpoints.load_rule(PRETRAINED)
+    protocol = eval_report.make_protocol(1, 2)
+    summary = eval_report.evaluate_rule_on_tasks(
+        rule, meta_params, tasks="chain/short", protocol=protocol, env_steps=1_000, num_envs=4,
+        workdir=str(tmp_path), provenance=provenance, with_ppo=True)
+    res = summary["chain/short"]
+    assert res["PPO"].protocol.report_seeds == res["LPG"].protocol.report_seeds == (100, 101)
+    assert len(res["PPO"].candidates) == 12 and res["comparison_ppo"].verdict in evaluation.VERDICTS
+    rows = _read_csv(tmp_path / "eval_final_returns.csv")
+    final = {(r["rule"], r["seed"]): float(r["final_return"]) for r in rows if r["role"] == "report"}
+    diffs = [final["LPG", s] - final["PPO", s] for s in ("100", "101")]
+    if all(map(math.isfinite, diffs)):
+        assert res["comparison_ppo"].difference.mean == pytest.approx(np.mean(diffs), abs=1e-6)
+    text = (tmp_path / "results.md").read_text()
+    assert "LPG vs PPO" in text and "against PPO." in text
+    assert "PPO on selection seeds 0 (swept, experiments/configs/ppo.py)" in text
+
+
 def _run(module, args):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env,
@@ -130,6 +152,7 @@ def _run(module, args):
      "--selection_seeds='0-3' and --report_seeds='3-10' share seeds [3]"),
     (["--num_envs=0"], "--num_envs=0 must be > 0"),
     (["--tasks=tabular/nope"], "tabular/nope"),
+    (["--ppo", "--num_envs=6"], "--num_envs=6 must be a multiple of PPO's 4 minibatches with --ppo"),
 ])
 def test_evaluate_cli_rejects_bad_flags_before_work(tmp_path, args, message):
     workdir = tmp_path / "eval"
