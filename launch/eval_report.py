@@ -38,8 +38,8 @@ from experiments.configs import ppo as ppo_config
 from launch import build
 from launch import checkpoints
 from lpg import evaluation
-from lpg import types
 from lpg import rules
+from lpg import types
 from lpg.rules import a2c
 
 # A bare count n of seeds means these ids: selection 0..n−1, report 100..100+n−1.
@@ -162,11 +162,25 @@ def a2c_candidates(task: task_lib.Task, tuned: Mapping[str, Sequence[float]] | N
                      entropy_costs=sweep.entropy_costs, discount=discount, td_lambda=td_lambda), "swept"
 
 
+# The hand-designed rules launch/train_agent.py tunes (experiments/configs/<kind>.py), with the
+# labels reports use for them.
+BASELINE_LABELS = {"a2c": "A2C", "ppo": "PPO"}
+
+
+def baseline_rule(config) -> rules.base.UpdateRule:
+    """The hand-designed rule config.rule names, built from the config section of that name
+    (config.ppo for PPO; A2C has none). Bad values: ValueError naming them."""
+    kind = config.get("rule", "a2c")
+    if kind not in BASELINE_LABELS:
+        raise ValueError(f"config.rule must be one of {tuple(BASELINE_LABELS)}, got {kind!r}")
+    return rules.make_rule(kind, dict(config.get(kind, {})))
+
+
 def ppo_rule_and_candidates(task: task_lib.Task, *, num_envs: int, discount: float = 0.99,
                             td_lambda: float = 0.95) -> tuple[Any, dict[str, types.HyperParams]]:
     """(PPO rule, candidates): experiments/configs/ppo.py's PPO settings and sweep grid."""
     config = ppo_config.get_config()
-    rule = rules.make_rule("ppo", dict(config.ppo))
+    rule = baseline_rule(config)
     if num_envs % rule.num_minibatches:
         raise ValueError(f"PPO splits num_envs={num_envs} environments into {rule.num_minibatches} "
                          "minibatches (experiments/configs/ppo.py); use a multiple of it")

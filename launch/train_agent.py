@@ -53,17 +53,9 @@ def _task_names(spec: str) -> tuple[str, ...]:
     return build.parse_tasks(spec)
 
 
-RULE_KINDS = ("a2c", "ppo")
-LABELS = {"a2c": "A2C", "ppo": "PPO"}
-
-
 def make_rule(config) -> rules.base.UpdateRule:
-    """The rule config.rule names, with config.ppo for PPO (bad values: ValueError naming them)."""
-    kind = config.get("rule", "a2c")
-    if kind not in RULE_KINDS:
-        raise ValueError(f"config.rule must be one of {RULE_KINDS}, got {kind!r}")
-    rule_config = dict(config.ppo) if kind == "ppo" else {}
-    rule = rules.make_rule(kind, rule_config)
+    """`eval_report.baseline_rule(config)`, checking that its minibatches divide config.num_envs."""
+    rule = eval_report.baseline_rule(config)
     if config.num_envs % rule.num_minibatches:
         raise ValueError(f"config.num_envs={config.num_envs} must be a multiple of "
                          f"config.ppo.minibatches={rule.num_minibatches} (minibatches split the envs)")
@@ -111,7 +103,7 @@ def run(config, workdir: str, command: str = "") -> dict:
     {task: {"result": Evaluation, "seconds": float, "lifetime": int, "env_steps": int}}."""
     tasks, protocol = validate(config)
     rule = make_rule(config)
-    label = LABELS[rule.KIND]
+    label = eval_report.BASELINE_LABELS[rule.KIND]
     os.makedirs(workdir, exist_ok=True)
     summary, rows = {}, []
     for name in tasks:
@@ -140,11 +132,11 @@ def run(config, workdir: str, command: str = "") -> dict:
               f"({seconds:.0f}s, {lifetimes * budget.env_steps / seconds:,.0f} env steps/s)", flush=True)
     eval_report.write_final_returns(os.path.join(workdir, "final_returns.csv"), rows)
     write_sweep(workdir, summary, protocol, label)
-    lines = results_lines(config, summary, protocol, label)
+    lines = results_lines(config, summary, protocol, rule)
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(workdir, f"{rule.KIND}_tuned.py"), "w") as f:
-        f.write(tuned_config_text(config, summary, protocol, command, label))
+        f.write(tuned_config_text(config, summary, protocol, command, rule))
     print("\n".join(lines))
     return summary
 
@@ -169,7 +161,7 @@ def _candidate_hypers(result: evaluation.Evaluation) -> list[tuple[float, ...]]:
     return [tuple(float(getattr(h, f)) for f in SWEEP_FIELDS) for h in result.candidate_hypers]
 
 
-def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol, label: str = "A2C") -> None:
+def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol, label: str) -> None:
     """sweep.csv (one row per task and setting) and sweep.md (one α_lr × (c_V, c_H) table per task)."""
     seeds = protocol.selection_seeds
     with open(os.path.join(workdir, "sweep.csv"), "w", newline="") as f:
@@ -207,14 +199,20 @@ def write_sweep(workdir: str, summary: dict, protocol: evaluation.Protocol, labe
         f.write("\n".join(lines) + "\n")
 
 
-def results_lines(config, summary: dict, protocol: evaluation.Protocol, label: str = "A2C") -> list[str]:
+def _settings_text(rule) -> str:
+    """" PPO settings: {...}." for a rule with static settings; "" for one without (A2C)."""
+    config = rule.config()
+    return f" {eval_report.BASELINE_LABELS[rule.KIND]} settings: {config}." if config else ""
+
+
+def results_lines(config, summary: dict, protocol: evaluation.Protocol, rule) -> list[str]:
     p = protocol
-    rule_settings = f" {label} settings: {dict(config.ppo)}." if label == "PPO" else ""
+    label = eval_report.BASELINE_LABELS[rule.KIND]
     lines = [
         f"{label} final return on report seeds {list(p.report_seeds)}: mean [{p.confidence:.0%} bootstrap CI] "
         f"of the setting selected on seeds {list(p.selection_seeds)} (final = mean of the last "
         f"{p.final_fraction:.0%} of the curve; γ={config.hyper.discount}, λ={config.hyper.td_lambda}, "
-        f"{config.num_envs} envs × T={config.unroll_length}).{rule_settings}",
+        f"{config.num_envs} envs × T={config.unroll_length}).{_settings_text(rule)}",
         "",
         f"| task | env steps (of lifetime) | selected (α_lr, c_V, c_H) | {label} here | diverged report seeds "
         "| paper A2C | wall s |",
@@ -230,8 +228,9 @@ def results_lines(config, summary: dict, protocol: evaluation.Protocol, label: s
 
 
 def tuned_config_text(config, summary: dict, protocol: evaluation.Protocol, command: str,
-                      label: str = "A2C") -> str:
+                      rule) -> str:
     """experiments/configs/<rule>_tuned.py content for the selected settings, with its provenance."""
+    label = eval_report.BASELINE_LABELS[rule.KIND]
     budgets = sorted({r["env_steps"] for r in summary.values()})
     entries = []
     for name, r in summary.items():
@@ -253,7 +252,7 @@ def tuned_config_text(config, summary: dict, protocol: evaluation.Protocol, comm
         f"Budget: {', '.join(f'{b:,}' for b in budgets)} env steps per lifetime, "
         f"{config.num_envs} envs × T={config.unroll_length}.",
         f"Grid: {grid}; γ={config.hyper.discount}, λ={config.hyper.td_lambda}.",
-        *([f"{label} settings: {dict(config.ppo)}."] if label == "PPO" else []),
+        *([_settings_text(rule).strip()] if rule.config() else []),
         "Entries: task -> (learning_rate, value_cost, entropy_cost, discount, td_lambda). On a tabular",
         "task the value table's SGD step is learning_rate · value_cost (experiments/configs/a2c.py).",
         '"""',

@@ -15,10 +15,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-
-from lpg import agent as agent_lib
 import numpy as np
 
+from lpg import agent as agent_lib
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
 from lpg.rules import base as rules_base

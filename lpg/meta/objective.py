@@ -18,10 +18,9 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-
-from lpg import agent as agent_lib
 import numpy as np
 
+from lpg import agent as agent_lib
 from lpg import returns as returns_lib
 from lpg import types
 
