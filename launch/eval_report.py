@@ -31,6 +31,7 @@ import tqdm
 
 import envs
 from envs import task as task_lib
+from envs.wrappers import transforms
 from experiments import paper_results
 from experiments.configs import a2c as a2c_config
 from experiments.configs import a2c_tuned
@@ -282,7 +283,7 @@ def evaluate_rule_on_tasks(
     workdir: str, discount: float = 0.99, td_lambda: float = 0.95, learning_rate: float = 0.0,
     y_cost: float = 0.0, unroll_length: int = 20, a2c_tuned_table: Mapping | None = None,
     updates_per_chunk: int | None = 50, lifetimes_per_chunk: int | None = None,
-    provenance: dict | None = None, with_ppo: bool = False,
+    provenance: dict | None = None, with_ppo: bool = False, reward_scale: float = 1.0,
 ) -> dict:
     """Runs the LPG-vs-A2C comparison on `tasks`; writes CSV, plots and results.md to `workdir`.
 
@@ -296,6 +297,8 @@ def evaluate_rule_on_tasks(
       a2c_tuned_table: task -> A2C setting (default experiments/configs/a2c_tuned.TUNED).
       provenance: where the rule came from (written into results.md).
       with_ppo: also evaluate PPO (swept; module docstring) and compare LPG with it.
+      reward_scale: every rule trains on rewards × reward_scale (`envs.wrappers.transforms`; the
+        task is then named "<name>-r<scale>" and returns are reported on the scaled rewards).
     Returns:
       {task: {"LPG": Evaluation, "A2C": Evaluation, "comparison": Comparison (LPG vs A2C),
               "a2c_source": "tuned" | "swept", "env_steps": int}} plus, with PPO,
@@ -309,8 +312,9 @@ def evaluate_rule_on_tasks(
     os.makedirs(workdir, exist_ok=True)
     table = a2c_tuned.TUNED if a2c_tuned_table is None else a2c_tuned_table
     summary, rows = {}, []
-    for name in task_names:
-        task = envs.make(name)
+    for task_name in task_names:
+        task = transforms.scale_rewards(envs.make(task_name), reward_scale)
+        name = task.name
         budget = evaluation.Budget.from_env_steps(env_steps or task.lifetime_steps, num_envs, unroll_length)
         a2c_cands, a2c_source = a2c_candidates(task, table, discount=discount, td_lambda=td_lambda)
         lpg_cands = lpg_candidates(task, rule, discount=discount, td_lambda=td_lambda,

@@ -46,6 +46,9 @@ _DISCOUNT = flags.DEFINE_float("discount", 0.99, "γ of LPG (and of A2C where it
 _UPDATES_PER_CHUNK = flags.DEFINE_integer("updates_per_chunk", 50, "Agent updates per jitted call.")
 _PPO = flags.DEFINE_bool(
     "ppo", False, "Also evaluate PPO (swept with experiments/configs/ppo.py) and compare LPG with it.")
+_REWARD_SCALE = flags.DEFINE_float(
+    "reward_scale", 1.0, "Every rule trains on rewards × this (a diagnosis: does a learned rule "
+    "transfer once rewards are on its training tasks' scale?). Returns are reported scaled.")
 _LIFETIMES_PER_CHUNK = flags.DEFINE_integer(
     "lifetimes_per_chunk", 0,
     "0: vmap a call's lifetimes; n: sequential chunks of n (1 for conv agents on CPU).")
@@ -70,6 +73,7 @@ def validate_flags() -> evaluation.Protocol:
         (_UPDATES_PER_CHUNK, _UPDATES_PER_CHUNK.value > 0, "must be > 0"),
         (_LIFETIMES_PER_CHUNK, _LIFETIMES_PER_CHUNK.value >= 0, "must be >= 0 (0: no chunking)"),
         (_SEED, 0 <= _SEED.value < 2**31, "must be in [0, 2**31)"),
+        (_REWARD_SCALE, _REWARD_SCALE.value > 0, "must be > 0"),
     ]
     if _PPO.value:
         from experiments.configs import ppo as ppo_config  # pylint: disable=g-import-not-at-top
@@ -101,7 +105,7 @@ def main(argv):
         num_envs=_NUM_ENVS.value, workdir=_WORKDIR.value, discount=_DISCOUNT.value,
         updates_per_chunk=_UPDATES_PER_CHUNK.value,
         lifetimes_per_chunk=_LIFETIMES_PER_CHUNK.value or None, provenance=provenance,
-        with_ppo=_PPO.value)
+        with_ppo=_PPO.value, reward_scale=_REWARD_SCALE.value)
 
 
 def run():

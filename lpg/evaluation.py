@@ -192,6 +192,8 @@ class LifetimeRunner:
     `lifetimes_per_chunk` inside it); a batch that does not fill the last call is padded with
     copies whose results are dropped, so every call has the same shapes. Updates run
     `updates_per_chunk` per jitted call (the last, shorter chunk reuses the same executable).
+    `extra_stats` names further per-update stats of `agent.agent_update` to keep (entropy,
+    grad_norm, the rule's logs such as LPG's pi_hat_abs), returned by `stats` beside the rest.
     """
 
     def __init__(
@@ -204,6 +206,7 @@ class LifetimeRunner:
         updates_per_chunk: int | None = None,
         lifetimes_per_chunk: int | None = None,
         base_seed: int = 0,
+        extra_stats: Sequence[str] = (),
     ):
         if lifetimes_per_call <= 0:
             raise ValueError(f"lifetimes_per_call must be > 0, got {lifetimes_per_call}")
@@ -226,7 +229,7 @@ class LifetimeRunner:
                 task, rule, agent, meta_params, hyper, states, keys=train_keys,
                 first_update=first_update, num_updates=chunk, unroll_length=budget.unroll_length,
                 lifetimes_per_chunk=lifetimes_per_chunk, active_updates=active)
-            out = {k: stats[k] for k in ("return_sum", "return_count", "loss")}
+            out = {k: stats[k] for k in ("return_sum", "return_count", "loss", *extra_stats)}
             out["nonfinite"] = (~jnp.isfinite(stats["loss"])).astype(jnp.float32)  # divergence
             return states, out
 
@@ -250,7 +253,7 @@ class LifetimeRunner:
         Returns:
           {"return_sum", "return_count"}: [C, S, U] per-update sums/counts of completed episodes;
           "loss": [C, S, U] the rule's agent loss; "nonfinite": [C, S, U] 1 where that loss was
-          not finite (diverged).
+          not finite (diverged); each of `extra_stats`: [C, S, U].
         """
         pairs = [(c, s) for c in range(len(hypers)) for s in range(len(seeds))]
         init_keys, train_keys = lifetime_keys(self.base_seed, seeds)  # [S]

@@ -214,5 +214,8 @@ class LPG(base.UpdateRule):
         else:
             y_loss = jnp.mean(jnp.sum((agent_out.y[:-1] - targets.y_hat) ** 2, axis=-1))
         loss = policy_loss + hyper.rule["y_cost"] * y_loss + baseline_loss
-        logs.update(policy_loss=policy_loss, y_loss=y_loss)
+        # |π̂| and its spread: the first thing to look at when a rule meets rewards or horizons
+        # far from its training tasks (launch/diagnose_transfer.py).
+        logs.update(policy_loss=policy_loss, y_loss=y_loss, pi_hat_abs=jnp.mean(jnp.abs(pi_hat)),
+                    pi_hat_std=jnp.std(pi_hat))
         return loss, logs

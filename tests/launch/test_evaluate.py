@@ -153,6 +153,7 @@ def _run(module, args):
     (["--num_envs=0"], "--num_envs=0 must be > 0"),
     (["--tasks=tabular/nope"], "tabular/nope"),
     (["--ppo", "--num_envs=6"], "--num_envs=6 must be a multiple of PPO's 4 minibatches with --ppo"),
+    (["--reward_scale=-1"], "--reward_scale=-1.0 must be > 0"),
 ])
 def test_evaluate_cli_rejects_bad_flags_before_work(tmp_path, args, message):
     workdir = tmp_path / "eval"

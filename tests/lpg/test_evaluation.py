@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import envs
+from envs.wrappers import transforms
 from lpg import evaluation
 from lpg import types
 from lpg.rules import a2c
@@ -106,6 +107,23 @@ def test_runner_compiles_once_for_every_batch_and_chunk():
     assert sum(done) == 9 * 10  # padding is not counted
     runner.stats({}, [a2c_hyper(40.0)], [7])
     assert runner._run_chunk._cache_size() == 1  # pylint: disable=protected-access
+
+
+def test_runner_extra_stats_on_a_reward_scaled_task():
+    """launch.diagnose_transfer's pieces: a task with rewards × 0.5 collects the same first
+    rollout (θ0, same keys) with exactly half the return; `extra_stats` come back per update."""
+    task = envs.make("chain/short")
+    half = transforms.scale_rewards(task, 0.5)
+    budget = evaluation.Budget(num_updates=4, num_envs=4, unroll_length=40)  # episodes finish
+    stats = [evaluation.LifetimeRunner(t, a2c.A2C(), budget, lifetimes_per_call=2,
+                                       extra_stats=("entropy", "grad_norm")).stats({}, [a2c_hyper(40.0)], [1, 2])
+             for t in (task, half)]
+    assert np.abs(stats[0]["return_sum"][0, :, 0]).sum() > 0  # not vacuous: nonzero returns
+    np.testing.assert_array_equal(stats[1]["return_sum"][..., 0], 0.5 * stats[0]["return_sum"][..., 0])
+    np.testing.assert_array_equal(stats[1]["entropy"][..., 0], stats[0]["entropy"][..., 0])
+    assert stats[0]["grad_norm"].shape == (1, 2, 4) and np.all(stats[0]["grad_norm"] > 0)
+    with pytest.raises(ValueError, match="reward scale must be > 0"):
+        transforms.scale_rewards(task, 0.0)
 
 
 # --------------------------------------------------------------------------------- select / run

@@ -173,6 +173,10 @@ def test_agent_loss_gradient_is_eq2(rule_and_params):
     np.testing.assert_allclose(grads.y[:-1], expected_y, atol=1e-6)
     assert np.all(np.isfinite(y))
 
+    _, logs = rule.agent_loss(params, None, agent_out, rollout, targets, HYPER)
+    np.testing.assert_allclose(logs["pi_hat_abs"], np.abs(targets.pi_hat).mean(), rtol=1e-6)
+    np.testing.assert_allclose(logs["pi_hat_std"], np.std(targets.pi_hat), rtol=1e-5)
+
 
 def test_baseline_variant_trains_value_towards_pi_hat():
     rule = lpg_rule.LPG(hidden_size=8, y_dim=M, use_baseline=True)
