@@ -45,6 +45,7 @@ _NUM_ENVS = flags.DEFINE_integer("num_envs", 16, "Parallel environments per life
 _DISCOUNT = flags.DEFINE_float("discount", 0.99, "γ.")
 _STATS = flags.DEFINE_list("stats", ["entropy", "grad_norm", "pi_hat_abs", "pi_hat_std"],
                            "Per-update stats of the learner step to record besides the return.")
+_EQ7_BASELINE = flags.DEFINE_bool("eq7_baseline", False, "LPG only: Eq. 7's baseline f_θ(s) at meta-test.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _CURVE_WINDOW = 10  # updates averaged into one point of the return curve (as launch/evaluate.py)
 
@@ -75,6 +76,8 @@ def main(argv):
     except ValueError as err:
         raise app.UsageError(str(err)) from None
     rule, meta_params, _ = checkpoints.load_rule(_RULE.value)
+    if _EQ7_BASELINE.value:
+        rule = eval_report.with_eq7_baseline(rule)
     budget = evaluation.Budget.from_env_steps(_ENV_STEPS.value, _NUM_ENVS.value)
     os.makedirs(_WORKDIR.value, exist_ok=True)
 

@@ -20,6 +20,7 @@ return) and <task>.png (mean curves over report seeds with bootstrap CI bands).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import re
 import time
@@ -131,6 +132,15 @@ def lpg_candidates(task: task_lib.Task, rule, *, discount: float = 0.99, td_lamb
                              value_cost=0.0, td_lambda=td_lambda, rule={name: 0.0 for name in axes})
     return evaluation.hyper_grid(
         base, learning_rate=(learning_rate,) if learning_rate > 0 else task.learning_rates, **axes)
+
+
+def with_eq7_baseline(rule):
+    """The LPG `rule` with Eq. 7's meta-test baseline switched on (the agent gets a value head
+    f_θ(s) trained towards π̂, and π̂ − f_θ(s) weights ∇log π). η is unchanged. Raises
+    ValueError for rules without that option."""
+    if not hasattr(rule, "use_baseline"):
+        raise ValueError(f"--eq7_baseline: {type(rule).__name__} has no Eq. 7 baseline option (LPG only)")
+    return dataclasses.replace(rule, use_baseline=True)
 
 
 def a2c_hyper(learning_rate, value_cost, entropy_cost, discount, td_lambda) -> types.HyperParams:

@@ -49,6 +49,9 @@ _PPO = flags.DEFINE_bool(
 _REWARD_SCALE = flags.DEFINE_float(
     "reward_scale", 1.0, "Every rule trains on rewards × this (a diagnosis: does a learned rule "
     "transfer once rewards are on its training tasks' scale?). Returns are reported scaled.")
+_EQ7_BASELINE = flags.DEFINE_bool(
+    "eq7_baseline", False, "LPG only: subtract Eq. 7's action-independent baseline f_θ(s) (the "
+    "agent's value head, trained towards π̂) from π̂ at meta-test, as the paper does on Atari.")
 _LIFETIMES_PER_CHUNK = flags.DEFINE_integer(
     "lifetimes_per_chunk", 0,
     "0: vmap a call's lifetimes; n: sequential chunks of n (1 for conv agents on CPU).")
@@ -100,6 +103,9 @@ def main(argv):
         rule, meta_params, provenance = checkpoints.load_rule(_RULE.value)
     else:
         rule, meta_params, provenance = eval_report.rule_from_checkpoint(_CHECKPOINT.value, _STEP.value)
+    if _EQ7_BASELINE.value:
+        rule = eval_report.with_eq7_baseline(rule)
+        provenance = dict(provenance or {}, eq7_baseline=True)
     eval_report.evaluate_rule_on_tasks(
         rule, meta_params, tasks=_TASKS.value, protocol=protocol, env_steps=_ENV_STEPS.value,
         num_envs=_NUM_ENVS.value, workdir=_WORKDIR.value, discount=_DISCOUNT.value,
