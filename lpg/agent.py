@@ -252,6 +252,32 @@ def unroll(
     return rollout, carry
 
 
+def policy_returns(
+    agent: Agent,
+    params: Any,
+    env: env_base.Environment,
+    env_params: Any,
+    key: jax.Array,
+    *,
+    num_envs: int,
+    num_steps: int,
+) -> tuple[jax.Array, jax.Array]:
+    """Runs θ's policy without learning for `num_steps` steps in `num_envs` fresh environments.
+
+    For evaluating a trained agent on other environment params than it was trained on (another
+    body of a physics-randomised family, another layout). Actions are sampled, as in training.
+
+    Returns:
+      (mean undiscounted return of the episodes that finished (NaN if none did), their count).
+    """
+    key_reset, key_run = jax.random.split(key)
+    carry = init_env_carry(env, env_params, key_reset, num_envs)
+    rollout, _ = unroll(agent, params, env, env_params, carry, key_run, num_steps)
+    count = jnp.sum(rollout.terminated | rollout.truncated).astype(jnp.float32)
+    mean = jnp.where(count > 0, jnp.sum(rollout.episode_returns) / jnp.maximum(count, 1.0), jnp.nan)
+    return mean, count
+
+
 def agent_update(
     rule: rules_base.UpdateRule,
     agent: Agent,

@@ -13,6 +13,7 @@ from envs import base as env_base
 from envs import task as task_lib
 from lpg import agent as agent_lib
 from lpg import networks
+from lpg import training
 from lpg import types
 from lpg.rules import a2c
 
@@ -304,3 +305,20 @@ def test_learner_step_is_unroll_then_agent_update():
     for a, b in zip(jax.tree.leaves(stepped), jax.tree.leaves(updated)):
         np.testing.assert_allclose(a, b, rtol=1e-6)
     np.testing.assert_allclose(stats["loss"], update_stats["loss"], rtol=1e-6)
+
+
+def test_policy_returns_on_other_env_params():
+    """A fixed θ evaluated (no learning) under two CartPole params: with a 5-step time limit every
+    episode is cut at exactly 5 (no pole falls that fast), under the default params they differ."""
+    import envs  # pylint: disable=g-import-not-at-top
+
+    task = envs.make("gymnax/CartPole-v1")
+    agent = training.build_agent(task, a2c.A2C().output_spec)
+    default = task.sample_params(jax.random.key(0))
+    params = agent_lib.init_agent_state(agent, jax.random.key(1), jnp.zeros(4), None).params
+    evaluate = jax.jit(functools.partial(agent_lib.policy_returns, agent, env=task.env,
+                                         num_envs=4, num_steps=60))
+    mean, count = evaluate(params, env_params=default.replace(max_steps_in_episode=5), key=jax.random.key(2))
+    assert float(mean) == 5.0 and float(count) == 4 * 60 / 5
+    mean_default, count_default = evaluate(params, env_params=default, key=jax.random.key(2))
+    assert 0 < float(count_default) < 48 and float(mean_default) > 5.0
