@@ -1,7 +1,10 @@
 """Install lpg (the library) and envs (the environments).
 
     pip install -e ".[dev]"          # library + tests
-    pip install -e ".[dev,mjx]"      # + MJX MuJoCo test domains
+
+brax, mujoco and mujoco-mjx are core dependencies: envs/wrappers/brax.py registers the brax tasks
+"brax/<env>[-<backend>]" (brax is imported only when such a task is built). Only brax's
+environments are used; its training code does not run on this jax.
 
 Versions are pinned to a set verified together on CPU (see BUILD_NOTES.md).
 `launch/` and `experiments/` are run from the repository root as `python -m launch.<script>`.
@@ -27,11 +30,13 @@ INSTALL_REQUIRES = [
     "tqdm==4.70.1",
     "tensorboardX==2.6.5",
     "psutil==7.2.2",
+    "brax==0.14.2",
+    "mujoco==4.0.0",
+    "mujoco-mjx==3.17.0",
 ]
 
 EXTRAS_REQUIRE = {
     "dev": ["pytest==9.2.0", "pytest-xdist==3.8.0"],
-    "mjx": ["brax==0.14.2", "mujoco==4.0.0", "mujoco-mjx==3.17.0"],
 }
 
 setup(

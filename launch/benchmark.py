@@ -9,6 +9,11 @@ Sections:
   a2c:  A2C training env-steps/s on tabular/dense and random/dense (vmapped / chunked lifetimes).
   gymnax: the gymnax adapter (envs/wrappers/gymnax.py) against the raw gymnax env, alternating in
         one process (CartPole-v1, Breakout-MinAtar), and A2C training env-steps/s on both.
+  brax: env-steps/s of the brax adapter (envs/wrappers/brax.py) per physics backend for hopper,
+        halfcheetah, ant, reacher and inverted_pendulum at --brax_num_envs (128) envs ×
+        --brax_steps random-action steps, against raw brax (its Episode+AutoReset wrappers),
+        alternating in one process; also the adapter with auto_reset="initial", which prices the
+        default fresh reset per step. Not in the default sections (long: MJX compiles and steps).
   metatest: env-steps/s of training fresh agents with a frozen LPG (LSTM-256) vs A2C.
   meta: LPG meta-training at the paper architecture (LSTM-256, m=30, T=20, 64 envs, K=5,
         64 lifetimes, tabular/dense): inner env-steps/s, compile time, XLA buffer sizes, peak
@@ -69,6 +74,12 @@ _BASELINE_REF = flags.DEFINE_string(
     "baseline_ref", "", "Git ref to compare the meta section against, side by side in this run.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating process pairs for --baseline_ref.")
 _ENV_STEPS = flags.DEFINE_integer("env_steps", 200, "Steps per timed env rollout.")
+_BRAX_ENVS = flags.DEFINE_list("brax_envs", ["hopper", "halfcheetah", "ant", "reacher", "inverted_pendulum"],
+                               "brax envs for the brax section.")
+_BRAX_BACKENDS = flags.DEFINE_list("brax_backends", ["mjx", "generalized", "positional", "spring"],
+                                   "Physics backends for the brax section.")
+_BRAX_NUM_ENVS = flags.DEFINE_integer("brax_num_envs", 128, "Environments per brax rollout.")
+_BRAX_STEPS = flags.DEFINE_integer("brax_steps", 200, "Steps per timed brax rollout.")
 
 
 def _peak_rss_mib() -> float:
@@ -219,6 +230,44 @@ def bench_gymnax(repeats: int) -> dict:
             out[name][f"ppo_training_{lifetimes}_lifetimes"] = bench_agent_training(
                 name, ppo.PPO(), {}, hyper, num_lifetimes=lifetimes, num_updates=20, num_envs=16,
                 unroll_length=32, repeats=repeats)
+    out["peak_rss_mib"] = _peak_rss_mib()
+    return out
+
+
+def bench_brax(repeats: int) -> dict:
+    """brax tasks per backend: env-steps/s of raw brax (EpisodeWrapper + AutoResetWrapper, which
+    restarts from the first state) and of `BraxEnv` with its default fresh reset per episode and
+    with auto_reset="initial", on the same keys and random actions (one scan of --brax_steps
+    steps on --brax_num_envs envs), alternating `repeats` timings each after a compile run.
+    Reports the adapter's overhead against raw brax and the fresh reset's cost against "initial"."""
+    from envs.wrappers import brax as brax_wrapper  # pylint: disable=g-import-not-at-top
+
+    num_envs, num_steps = _BRAX_NUM_ENVS.value, _BRAX_STEPS.value
+    out = {"num_envs": num_envs, "num_steps": num_steps}
+    for env_name in _BRAX_ENVS.value:
+        for backend in _BRAX_BACKENDS.value:
+            name = brax_wrapper.task_name(env_name, backend)
+            raw, fresh = brax_wrapper.raw_vs_wrapped_step_fns(name, num_envs, num_steps, auto_reset="fresh")
+            _, initial = brax_wrapper.raw_vs_wrapped_step_fns(name, num_envs, num_steps, auto_reset="initial")
+            fns = {"raw": raw, "fresh": fresh, "initial": initial}
+            key = jax.random.key(0)
+            result = {}
+            for label, fn in fns.items():  # compile (and run once) each first
+                start = time.perf_counter()
+                jax.block_until_ready(fn(key))
+                result[f"{label}_compile_and_first_run_s"] = time.perf_counter() - start
+            times = {label: [] for label in fns}
+            for _ in range(repeats):  # alternate, so drift of the shared machine hits all alike
+                for label, fn in fns.items():
+                    start = time.perf_counter()
+                    jax.block_until_ready(fn(key))
+                    times[label].append(time.perf_counter() - start)
+            seconds = {label: statistics.median(t) for label, t in times.items()}
+            result.update({f"{label}_steps_per_s": num_envs * num_steps / s for label, s in seconds.items()})
+            result["adapter_overhead"] = seconds["fresh"] / seconds["raw"] - 1.0
+            result["fresh_reset_cost"] = seconds["fresh"] / seconds["initial"] - 1.0
+            out[name] = result
+            print(json.dumps({name: result}), file=sys.stderr, flush=True)  # progress: the section is long
     out["peak_rss_mib"] = _peak_rss_mib()
     return out
 
@@ -483,7 +532,8 @@ def main(argv):
     if _PROBE.value:
         print(json.dumps(run_probe(json.loads(_PROBE.value))))
         return
-    sections = {"envs": bench_envs, "a2c": bench_a2c, "gymnax": bench_gymnax, "metatest": bench_metatest,
+    sections = {"envs": bench_envs, "a2c": bench_a2c, "gymnax": bench_gymnax, "brax": bench_brax,
+                "metatest": bench_metatest,
                 "meta": bench_meta,
                 "compile": bench_compile, "memory": bench_memory, "devices": bench_devices}
     for name in _SECTIONS.value:
