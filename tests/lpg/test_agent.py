@@ -322,3 +322,23 @@ def test_policy_returns_on_other_env_params():
     assert float(mean) == 5.0 and float(count) == 4 * 60 / 5
     mean_default, count_default = evaluate(params, env_params=default, key=jax.random.key(2))
     assert 0 < float(count_default) < 48 and float(mean_default) > 5.0
+
+
+def test_a_policy_is_evaluated_on_other_bodies_of_a_brax_family():
+    """One θ, the same keys, three hoppers of brax/random_hopper (positional; 100-step episodes):
+    evaluating on another body needs nothing but its params, and the bodies behave differently."""
+    import envs  # pylint: disable=g-import-not-at-top
+
+    task = envs.make("brax/random_hopper-positional")
+    agent = training.build_agent(task, a2c.A2C().output_spec)
+    obs, _ = task.env.reset(jax.random.key(0), task.env.default_params)
+    params = agent_lib.init_agent_state(agent, jax.random.key(1), obs, None).params
+    evaluate = jax.jit(functools.partial(agent_lib.policy_returns, agent, env=task.env,
+                                         num_envs=2, num_steps=120),
+                       compiler_options={"xla_backend_optimization_level": 0})  # compiles ~3× faster
+    bodies = [task.sample_params(jax.random.key(k)).replace(max_steps_in_episode=jnp.int32(100))
+              for k in (2, 3, 4)]
+    results = [evaluate(params, env_params=body, key=jax.random.key(5)) for body in bodies]
+    means = [float(mean) for mean, _ in results]
+    assert all(float(count) >= 2 for _, count in results) and np.all(np.isfinite(means))
+    assert len(set(means)) == 3, means
