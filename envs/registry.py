@@ -214,6 +214,12 @@ _CHAINS = {
 }
 
 
+# The paper's 15 training tasks (SPEC §2), in registration order: what "all" means to the
+# launchers. Adapter families (gymnax/, brax/, ...) are registered after them and are not in it.
+PAPER_TASKS = (*(f"tabular/{v}" for v in _TABULAR_GRIDS), *(f"random/{v}" for v in _RANDOM_GRIDS),
+               *(f"chain/{v}" for v in _CHAINS))
+
+
 def _register_builtins() -> None:
     for variant, config in _TABULAR_GRIDS.items():
         register(gridworld_task(f"tabular/{variant}", mode="tabular", **config))

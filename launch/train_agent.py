@@ -47,9 +47,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 
 
 def _task_names(spec: str) -> tuple[str, ...]:
-    """'all' is the paper's 15 builtin tasks (not the gymnax/ and brax/ ones, registered lazily)."""
+    """'all' is the paper's 15 training tasks (`envs.registry.PAPER_TASKS`)."""
     if spec.strip() == "all":
-        return tuple(n for n in envs.names() if not n.startswith(("gymnax/", "brax/")))
+        return envs.registry.PAPER_TASKS
     return build.parse_tasks(spec)
 
 

@@ -39,8 +39,8 @@ NUM_LIFETIMES = 3
 NUM_STEPS = 60  # > the longest chain (50) + 1, so every task auto-resets at least once
 NUM_EAGER_STEPS = 8  # op-by-op steps compared against the jitted rollout (grids reset after 7)
 GRID_MAX_STEPS = 7  # grids are cut to 7-step episodes so truncation and auto-reset show up
-# The gymnax and brax tasks have their own conformance tests (tests/envs/test_gymnax.py, test_brax.py).
-CONFORMANCE_NAMES = [name for name in envs.names() if not name.startswith(("gymnax/", "brax/"))]
+# The adapter families have their own conformance tests (tests/envs/test_gymnax.py, test_brax.py).
+CONFORMANCE_NAMES = list(registry.PAPER_TASKS)
 
 
 # ----------------------------------------------------------------------------- registry API
@@ -48,6 +48,7 @@ CONFORMANCE_NAMES = [name for name in envs.names() if not name.startswith(("gymn
 
 def test_builtin_names_in_order():
     assert envs.names()[: len(BUILTINS)] == BUILTINS
+    assert list(registry.PAPER_TASKS) == BUILTINS
 
 
 def test_make_unknown_name_lists_valid_names():
