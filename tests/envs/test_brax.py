@@ -30,6 +30,7 @@ from envs import base
 from envs import registry
 from envs.task import AgentSpec, Task
 from envs.wrappers import brax as brax_wrapper
+from tests.envs import transitions
 
 BRAX_NAMES = [name for name in envs.names() if name.startswith("brax/")]
 _FAST_COMPILE = {"xla_backend_optimization_level": 0}
@@ -294,20 +295,11 @@ def _reacher_transition(env, raw_env, params, carry, key):
     obs, state = carry
     key_action, key_step = jax.random.split(key)
     action = env.action_space().sample(key_action)
-    next_obs, next_state, reward, terminated, truncated, info = env.step(key_step, state, action, params)
+    next_obs, next_state, out = transitions.step_record(env, params, obs, state, action, key_step)
     # brax's own Reacher on the same state and action (a copy of the metrics: brax updates them in place).
     raw = raw_env.step(state.physics.replace(metrics=dict(state.physics.metrics)), action)
-    out = dict(
-        obs=obs,
+    out.update(
         q=state.physics.pipeline_state.q,
-        time=state.time,
-        action=action,
-        reward=reward,
-        terminated=terminated,
-        truncated=truncated,
-        final_obs=info["final_observation"],
-        next_obs=next_obs,
-        next_time=next_state.time,
         raw_obs=raw.obs,
         raw_reward=raw.reward,
         raw_done=raw.done,

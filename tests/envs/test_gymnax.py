@@ -22,6 +22,7 @@ from envs import base
 from envs import registry
 from envs.task import AgentSpec, Task
 from envs.wrappers import gymnax as gymnax_wrapper
+from tests.envs import transitions
 
 REPRESENTATIVE = [
     "gymnax/CartPole-v1",
@@ -147,22 +148,14 @@ def _transition(env, params, carry, key):
     obs, state = carry
     key_action, key_step = jax.random.split(key)
     action = env.action_space(params).sample(key_action)
-    next_obs, next_state, reward, terminated, truncated, info = env.step(key_step, state, action, params)
+    next_obs, next_state, out = transitions.step_record(env, params, obs, state, action, key_step)
     # gymnax's step splits its key into a transition key and a reset key: replay both halves raw.
     key_transition, key_reset = jax.random.split(key_step)
     pre_reset_obs, pre_reset_state, raw_reward, raw_terminated, _ = env.unwrapped.step_env(
         key_transition, state, action, params
     )
     reset_obs, reset_state = env.unwrapped.reset_env(key_reset, params)
-    out = dict(
-        obs=obs,
-        time=state.time,
-        reward=reward,
-        terminated=terminated,
-        truncated=truncated,
-        final_obs=info["final_observation"],
-        next_obs=next_obs,
-        next_time=next_state.time,
+    out.update(
         next_state=next_state,
         raw_reward=raw_reward,
         raw_terminated=raw_terminated,

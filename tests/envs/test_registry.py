@@ -16,6 +16,7 @@ import envs
 from envs import base
 from envs import registry
 from envs.task import AgentSpec
+from tests.envs import transitions
 
 BUILTINS = [
     "tabular/dense",
@@ -209,18 +210,7 @@ def _transition(env, params, carry, key):
     key_action, key_step = jax.random.split(key)
     logits = jnp.where(base.action_mask(env, params), 0.0, -jnp.inf)
     action = jax.random.categorical(key_action, logits).astype(jnp.int32)
-    next_obs, next_state, reward, terminated, truncated, info = env.step(key_step, state, action, params)
-    out = dict(
-        obs=obs,
-        time=state.time,
-        action=action,
-        reward=reward,
-        terminated=terminated,
-        truncated=truncated,
-        final_obs=info["final_observation"],
-        next_obs=next_obs,
-        next_time=next_state.time,
-    )
+    next_obs, next_state, out = transitions.step_record(env, params, obs, state, action, key_step)
     return (next_obs, next_state), out
 
 
