@@ -80,6 +80,9 @@ _BRAX_BACKENDS = flags.DEFINE_list("brax_backends", ["mjx", "generalized", "posi
                                    "Physics backends for the brax section.")
 _BRAX_NUM_ENVS = flags.DEFINE_integer("brax_num_envs", 128, "Environments per brax rollout.")
 _BRAX_STEPS = flags.DEFINE_integer("brax_steps", 200, "Steps per timed brax rollout.")
+_BRAX_PPO_TASKS = flags.DEFINE_list(
+    "brax_ppo_tasks", ["brax/hopper-positional", "brax/inverted_pendulum-positional", "brax/inverted_pendulum"],
+    "Tasks whose PPO training env-steps/s the brax section measures.")
 
 
 def _peak_rss_mib() -> float:
@@ -240,7 +243,9 @@ def bench_brax(repeats: int) -> dict:
     with auto_reset="initial", on the same keys and random actions (one scan of --brax_steps
     steps on --brax_num_envs envs), alternating `repeats` timings each after a compile run.
     Reports the adapter's overhead ("initial" against raw brax: the same reset semantics) and the
-    fresh reset's cost against "initial"."""
+    fresh reset's cost against "initial". Then PPO training env-steps/s on --brax_ppo_tasks
+    (16 envs × T = 32, 4 epochs × 4 minibatches, as in the inverted_pendulum learning test;
+    1 lifetime and 8 lifetimes in one vmap)."""
     from envs.wrappers import brax as brax_wrapper  # pylint: disable=g-import-not-at-top
 
     num_envs, num_steps = _BRAX_NUM_ENVS.value, _BRAX_STEPS.value
@@ -270,6 +275,13 @@ def bench_brax(repeats: int) -> dict:
             result["fresh_reset_cost"] = seconds["fresh"] / seconds["initial"] - 1.0
             out[name] = result
             print(json.dumps({name: result}), file=sys.stderr, flush=True)  # progress: the section is long
+    hyper = _a2c_hyper().replace(learning_rate=1e-3)
+    for name in _BRAX_PPO_TASKS.value:
+        for lifetimes in (1, 8):
+            result = bench_agent_training(name, ppo.PPO(), {}, hyper, num_lifetimes=lifetimes,
+                                          num_updates=20, num_envs=16, unroll_length=32, repeats=repeats)
+            out.setdefault(name, {})[f"ppo_training_{lifetimes}_lifetimes"] = result
+            print(json.dumps({name: {f"ppo_training_{lifetimes}_lifetimes": result}}), file=sys.stderr, flush=True)
     out["peak_rss_mib"] = _peak_rss_mib()
     return out
 

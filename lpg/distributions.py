@@ -59,6 +59,15 @@ MASKED_LOGIT = -1e9
 LOG_STD_MIN = -5.0
 LOG_STD_MAX = 2.0
 
+# Soft bound on the pre-squash mean of a TanhGaussian built from head outputs: μ = B·tanh(m / B).
+# Why: float32 tanh rounds to ±1 once |u| ≳ 9, so a rollout's stored action a = tanh(u) can only
+# be inverted (`TanhGaussian.log_prob`) up to |u| ≤ 8.3. An unbounded μ that drifts past that with
+# a small σ makes the inverted u' sit many σ from μ: log-probs of −1e4, PPO ratios of exp(±1e3) =
+# inf and a NaN update (PPO on MJX inverted_pendulum diverged so at 1M steps). With |μ| < 5 the
+# action a = tanh(μ + σε) stays invertible to ~1e-3 in u wherever the policy puts its mass, and
+# tanh(5) = 0.99991 still reaches the bounds. Near 0 the map is the identity (slope 1).
+TANH_MEAN_BOUND = 5.0
+
 # Gauss–Hermite nodes for E[log(1 − tanh² u)] in `TanhGaussian.entropy` (accuracy in its docstring).
 TANH_ENTROPY_NODES = 64
 
@@ -407,6 +416,8 @@ class DistributionSpec:
     Attributes:
       kind: CATEGORICAL (head = A logits), GAUSSIAN or TANH_GAUSSIAN (head = 2·D numbers:
         [..., :D] the mean, [..., D:] a raw log-std clipped to [log_std_min, log_std_max]).
+        TANH_GAUSSIAN soft-bounds the pre-squash mean, μ = B·tanh(m / B), B = TANH_MEAN_BOUND,
+        so stored actions stay invertible in float32 (see the constant).
       action_size: A (number of discrete actions, masked ones included) or D (action dimension).
       low, high: per-dimension bounds of a Box: TANH_GAUSSIAN squashes into them (required);
         GAUSSIAN keeps them (optional, () if unknown) only to clip actions sent to the
@@ -518,6 +529,7 @@ class DistributionSpec:
         log_std = jnp.clip(raw_log_std, self.log_std_min, self.log_std_max)
         if self.kind == GAUSSIAN:
             return Gaussian(mean, log_std)
+        mean = TANH_MEAN_BOUND * jnp.tanh(mean / TANH_MEAN_BOUND)
         dtype = head_outputs.dtype
         return TanhGaussian(mean, log_std, jnp.asarray(self.low, dtype), jnp.asarray(self.high, dtype))
 

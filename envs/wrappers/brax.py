@@ -26,7 +26,10 @@ auto-reset that episode has long ended.
 Terminated vs truncated. `terminated` is brax's own `done` (a true terminal, no bootstrapping),
 `truncated` the time limit `t >= params.max_steps_in_episode` (1000 by default, brax's usual
 episode length), counted by `BraxState.time`; both can be True on one step, consumers give
-`terminated` precedence (lpg.returns). (brax's EpisodeWrapper stores the same time limit as
+`terminated` precedence (lpg.returns). A step whose observation or reward is not finite (a NaN
+action from a diverged policy, or a solver blow-up) is also `terminated`, so the NaN state is reset
+instead of living on: brax's own terminal tests compare with NaN and say "not done", and a NaN
+inverted pendulum would otherwise never fall and score every episode the full 1000. (brax's EpisodeWrapper stores the same time limit as
 `info["truncation"]`, with a static length and only when not done; the limit here is a traced
 param, so short-episode tests and per-lifetime limits need no recompilation.) Per env:
 
@@ -498,6 +501,12 @@ class BraxState(base.EnvState):
     initial: Any = None
 
 
+def _terminated(physics) -> jax.Array:
+    """bool[]: brax's `done`, or a non-finite observation or reward (see the module docstring)."""
+    finite = jnp.all(jnp.isfinite(physics.obs)) & jnp.isfinite(physics.reward)
+    return (physics.done > 0.5) | ~finite
+
+
 def _strong(tree):
     """`tree` with weak float types made strong: brax returns weakly typed floats from some
     steps (hopper's `done`), which would change the carry type of a `lax.scan`."""
@@ -582,8 +591,7 @@ class BraxEnv(base.Environment):
                                         metrics=dict(state.physics.metrics))
         physics = _strong(self.physics_env(params).step(physics, jnp.asarray(action, jnp.float32)))
         next_state = state.replace(time=state.time + 1, physics=physics)
-        terminated = physics.done > 0.5
-        return physics.obs, next_state, physics.reward, terminated, {"metrics": physics.metrics}
+        return physics.obs, next_state, physics.reward, _terminated(physics), {"metrics": physics.metrics}
 
     def step(self, key: jax.Array, state: BraxState, action: jax.Array, params: BraxParams | None = None):
         """One step with auto-reset: (obs, state, reward, terminated, truncated, info), where
@@ -604,7 +612,7 @@ class BraxEnv(base.Environment):
 
     def is_terminated(self, state: BraxState, params: BraxParams) -> jax.Array:
         del params
-        return state.physics.done > 0.5
+        return _terminated(state.physics)
 
     def is_truncated(self, state: BraxState, params: BraxParams) -> jax.Array:
         return state.time >= params.max_steps_in_episode

@@ -405,6 +405,20 @@ def test_truncated_at_the_time_limit_and_never_terminated():
     assert outs["truncated"].sum(axis=1).tolist() == [0] + [NUM_STEPS // n for n in REACHER_LIMITS[1:]]
 
 
+def test_a_non_finite_step_terminates_and_resets():
+    """A NaN action (a diverged policy) makes brax's state NaN; reacher never terminates by itself,
+    but the wrapper ends that episode and the next observation is a fresh, finite one."""
+    env = _env(REACHER)
+    params = env.default_params
+    step = _jit(lambda key, state, action: env.step(key, state, action, params))
+    _, state = _jit(lambda key: env.reset(key, params))(jax.random.key(0))
+    for action, nan_step in ((jnp.zeros(2), False), (jnp.full(2, jnp.nan), True)):
+        obs, state, reward, terminated, truncated, info = step(jax.random.key(1), state, action)
+        assert bool(terminated) == nan_step and not bool(truncated)
+        assert np.isfinite(info["final_observation"]).all() != nan_step  # the NaN state is the final one
+        assert np.isfinite(obs).all() and int(state.time) == (0 if nan_step else 1)
+
+
 def test_same_key_same_result_and_keys_matter():
     _, _, _, _, outs, again = _reacher_data()
     jax.tree.map(np.testing.assert_array_equal, outs, again)

@@ -333,9 +333,25 @@ def test_spec_clips_log_std_and_splits_mean():
     spec = distributions.DistributionSpec.from_space(base.Box(-1.0, 1.0, (3,)))
     dist = spec.make(jnp.array([0.1, 0.2, 0.3, 10.0, -10.0, 0.7]))
     assert isinstance(dist, distributions.TanhGaussian)
-    np.testing.assert_allclose(dist.mean, [0.1, 0.2, 0.3], rtol=1e-6)
+    bound = distributions.TANH_MEAN_BOUND
+    np.testing.assert_allclose(dist.mean, bound * np.tanh(np.array([0.1, 0.2, 0.3]) / bound), rtol=1e-6)
     np.testing.assert_allclose(dist.log_std, [2.0, -5.0, 0.7], rtol=1e-6)
     np.testing.assert_array_equal(dist.low, [-1.0] * 3)
+
+
+@pytest.mark.parametrize("raw_mean", [0.0, 4.0, 20.0, -1e3])
+def test_spec_policy_log_probs_of_its_own_stored_actions_match_sampling(raw_mean):
+    """A head pushing its mean far past tanh's float32 range with σ at its floor (what a collapsing
+    PPO policy does): the log-prob re-evaluated from the stored action (`log_prob(a)`, as every
+    rule does) stays within 1 nat of the one at sampling time. Unbounded, u = 20 would be stored
+    as a = ±1, re-inverted to u' = 8.3 and scored ~(11.7 / e^-5)²/2 ≈ 1e6 nats lower."""
+    spec = distributions.DistributionSpec.from_space(base.Box(-3.0, 3.0, (1,)))
+    head = jnp.broadcast_to(jnp.array([raw_mean, -10.0], jnp.float32), (4096, 2))
+    dist = spec.make(head)
+    actions, sampled_log_prob = dist.sample_and_log_prob(jax.random.key(0))
+    stored_log_prob = dist.log_prob(actions)
+    assert np.all(np.isfinite(stored_log_prob))
+    np.testing.assert_array_less(np.abs(stored_log_prob - sampled_log_prob), 1.0)
 
 
 def test_spec_rejects_bad_inputs():
