@@ -16,6 +16,7 @@ import envs
 from lpg import agent as agent_lib
 from lpg import training
 from lpg import types
+from lpg.meta import es as es_lib
 from lpg.meta import gradient
 from lpg.meta import objective as objective_lib
 from lpg.meta import population
@@ -107,6 +108,18 @@ CONFIG_LIST_RANGES = {
     "rule.y_costs": POSITIVE,  # LPG's α_y grid (the bandit's second axis)
 }
 BOOLEAN_KEYS = ("bandit.enabled",)
+# How η's meta-gradient is estimated (config.meta.estimator; absent in configs saved before ES).
+ESTIMATORS = ("backprop", "es")
+# config.meta.es entries, checked when config.meta.estimator == "es" (lpg/meta/es.py, ESConfig).
+ES_RANGES = {
+    "meta.es.population": Range(low=2, integer=True),  # even: antithetic pairs (checked below)
+    "meta.es.sigma": POSITIVE,
+    "meta.es.sigma_decay": Range(low=0, high=1, low_open=True),
+    "meta.es.sigma_min": NON_NEGATIVE,
+    "meta.es.learning_rate": POSITIVE,
+    "meta.es.max_grad_norm": NON_NEGATIVE,  # 0: no clipping
+    "meta.es.final_fraction": Range(low=0, high=1, low_open=True),
+}
 
 
 def _lookup(config, key: str, prefix: str = ""):
@@ -174,13 +187,67 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     tasks = _parse_tasks_of(config, "meta.tasks")
     _parse_tasks_of(config, "eval.tasks")  # fail now, not after hours of training (--evaluate)
     meta = config.meta
+    estimator = estimator_of(config)
+    lifetimes = meta.lifetimes_per_task
+    if estimator == "es":
+        _validate_es(config)
+        lifetimes = meta.es.population  # ES runs one lifetime per candidate and task
     try:
-        sharding.check_divisible({name: meta.lifetimes_per_task for name in tasks},
+        sharding.check_divisible({name: lifetimes for name in tasks},
                                  num_devices, meta.lifetimes_per_chunk)
     except ValueError as err:
-        raise ValueError(f"config.meta.lifetimes_per_task={meta.lifetimes_per_task} / "
-                         f"lifetimes_per_chunk={meta.lifetimes_per_chunk} on {num_devices} "
+        what = (f"meta.es.population={meta.es.population}" if estimator == "es"
+                else f"meta.lifetimes_per_task={meta.lifetimes_per_task}")
+        raise ValueError(f"config.{what} / lifetimes_per_chunk={meta.lifetimes_per_chunk} on {num_devices} "
                          f"device(s): {err}") from None
+
+
+def estimator_of(config) -> str:
+    """config.meta.estimator ("backprop" when absent, as in configs saved before ES), checked."""
+    estimator = config.meta.get("estimator", "backprop")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"config.meta.estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    return estimator
+
+
+def parse_anneal(text: str) -> tuple[tuple[str, float, float, int], ...]:
+    """'name:start:end:generations,...' → ((name, start, end, generations), ...); '' → ()."""
+    entries = []
+    for item in (s.strip() for s in str(text).split(",")):
+        if not item:
+            continue
+        parts = item.split(":")
+        try:
+            name, start, end, generations = parts[0], float(parts[1]), float(parts[2]), int(parts[3])
+            if len(parts) != 4 or not name or generations < 1 or not (math.isfinite(start) and math.isfinite(end)):
+                raise ValueError
+        except (ValueError, IndexError):
+            raise ValueError(f"config.meta.es.anneal entry {item!r} must be name:start:end:generations "
+                             "with finite start/end and generations >= 1, e.g. 'pg_guidance:1:0:500'") from None
+        entries.append((name, start, end, generations))
+    return tuple(entries)
+
+
+def _validate_es(config) -> None:
+    for key, allowed in ES_RANGES.items():
+        check_range(key, _lookup(config, key), allowed)
+    es = config.meta.es
+    if es.population % 2:
+        raise ValueError(f"config.meta.es.population must be even (antithetic pairs), got {es.population!r}")
+    if es.sigma_min > es.sigma:
+        raise ValueError(f"config.meta.es.sigma_min must be <= sigma={es.sigma}, got {es.sigma_min!r}")
+    if _lookup(config, "meta.es.fitness") not in es_lib.FITNESS_KINDS:
+        raise ValueError(f"config.meta.es.fitness must be one of {es_lib.FITNESS_KINDS}, got {es.fitness!r}")
+    parse_anneal(_lookup(config, "meta.es.anneal"))
+
+
+def es_config(config) -> es_lib.ESConfig:
+    es = config.meta.es
+    return es_lib.ESConfig(
+        population_size=int(es.population), sigma=float(es.sigma), sigma_decay=float(es.sigma_decay),
+        sigma_min=float(es.sigma_min), learning_rate=float(es.learning_rate),
+        max_grad_norm=float(es.max_grad_norm), fitness=str(es.fitness),
+        final_fraction=float(es.final_fraction), anneal=parse_anneal(es.anneal))
 
 
 def _parse_tasks_of(config, key: str) -> tuple[str, ...]:
@@ -212,13 +279,16 @@ def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
         y_costs=tuple(float(c) for c in rule_config.get("y_costs", lpg_rule.LPG.y_costs)))
 
 
-def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.MetaTrainer:
-    """Builds the MetaTrainer of an LPG config (first `validate_config`: ValueError naming any bad value).
+def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.MetaTrainer | es_lib.ESTrainer:
+    """Builds the meta-trainer of an LPG config (first `validate_config`: ValueError naming any bad
+    value): a `MetaTrainer` (truncated backprop) or, with config.meta.estimator = "es", an
+    `ESTrainer` (OpenAI-ES over whole lifetimes of meta.lifetime_scale × the task's lifetime).
 
     mesh: the population mesh (lpg.meta.sharding.population_mesh()); None: the default device.
     """
     validate_config(config, 1 if mesh is None else mesh.size)
     meta = config.meta
+    estimator = estimator_of(config)
     tasks = parse_tasks(meta.tasks)
     rule = make_rule(config.rule)
     grad_clip = float(meta.agent_grad_clip) or None
@@ -236,12 +306,17 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.Me
             critic_learning_rate=float(
                 meta.critic_learning_rate_tabular if task.agent.kind == "tabular"
                 else meta.critic_learning_rate),
-            num_lifetimes=int(meta.lifetimes_per_task),
+            num_lifetimes=int(meta.es.population if estimator == "es" else meta.lifetimes_per_task),
             num_envs=int(meta.num_envs),
             lifetime_steps=max(1, int(task.lifetime_steps * meta.lifetime_scale)),
             entropy_costs=tuple(float(b) for b in meta.entropy_costs),
             td_lambda=float(meta.td_lambda),
         ))
+    if estimator == "es":
+        return es_lib.ESTrainer(
+            rule=rule, groups=tuple(groups), es=es_config(config),
+            unroll_length=int(meta.unroll_length), lifetimes_per_chunk=int(meta.lifetimes_per_chunk),
+            mesh=mesh)
     return trainer_lib.MetaTrainer(
         rule=rule,
         groups=tuple(groups),

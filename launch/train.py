@@ -120,7 +120,8 @@ def main(argv):
     if _CPU_DEVICES.value < -1:
         raise app.UsageError(f"--cpu_devices must be -1 (auto), 0 (off) or positive, got {_CPU_DEVICES.value}")
     config = _CONFIG.value
-    split_cpu_into_devices(int(config.meta.lifetimes_per_task))
+    split_cpu_into_devices(int(config.meta.es.population if config.meta.get("estimator") == "es"
+                               else config.meta.lifetimes_per_task))
     if _MULTIHOST.value:
         initialize_distributed()
     import jax  # pylint: disable=g-import-not-at-top

@@ -49,6 +49,8 @@ def debug_config(config, num_devices: int):
     config.rule.hidden_size = 8
     config.rule.y_dim = 4
     config.meta.lifetimes_per_task = num_devices
+    if "es" in config.meta:
+        config.meta.es.population = 2 * num_devices  # one antithetic pair per device
     config.meta.num_envs = 2
     config.meta.unroll_length = 4
     config.meta.num_updates = 2

@@ -77,6 +77,20 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.meta.remat = "full"  # backward pass of each K inner update: "full" | "dots" | "none"
     c.meta.lifetimes_per_chunk = 0  # >0: scan over chunks of this many lifetimes per device
     c.meta.agent_grad_clip = 0.0  # 0: no clipping of agent gradients
+    # How η's gradient is estimated: "backprop" (truncated through K updates, the paper's) or
+    # "es" (OpenAI-ES over whole lifetimes of lifetime_scale × the task's lifetime, lpg/meta/es.py;
+    # the bandit, K, the critic and the objective's β's are then unused).
+    c.meta.estimator = "backprop"
+    c.meta.es = ml_collections.ConfigDict()
+    c.meta.es.population = 8  # P candidates per generation (even: antithetic pairs)
+    c.meta.es.sigma = 0.01  # σ (EPG's)
+    c.meta.es.sigma_decay = 1.0  # σ ← max(σ · decay, sigma_min) per generation (1: constant)
+    c.meta.es.sigma_min = 0.0
+    c.meta.es.learning_rate = 1e-2  # Adam on the ES mean (EPG's outer Adam)
+    c.meta.es.max_grad_norm = 0.0  # global-norm clip of the ES gradient (0: none)
+    c.meta.es.fitness = "mean"  # "mean": all the lifetime's episodes; "final": its last final_fraction
+    c.meta.es.final_fraction = 0.1
+    c.meta.es.anneal = ""  # "name:start:end:generations,...": linear schedules of rule hyperparameters
 
     c.log_every = 10  # meta-steps between metric rows
     c.checkpoint_every = 500  # meta-steps between checkpoints (and on SIGTERM/SIGINT/end)

@@ -38,9 +38,12 @@ def leaves(state) -> dict[str, np.ndarray]:
     return {jax.tree_util.keystr(path): np.asarray(jax.device_get(x)) for path, x in flat}
 
 
-def run(mesh, chunk: int = 0):
+def run(mesh, chunk: int = 0, estimator: str = "backprop"):
     c = tiny_config.get_config()
     c.meta.lifetimes_per_chunk = chunk
+    if estimator == "es":
+        c.meta.estimator = "es"
+        c.meta.es.population = 8  # 2 antithetic pairs per device on 4 devices
     trainer = build.make_trainer(c, mesh)
     state = trainer.jit_init()(jax.random.key(int(c.seed)))
     step = trainer.compiled_step()  # what launch/train_loop.py runs
@@ -81,6 +84,26 @@ def devices(out: str) -> None:
         json.dump(facts, f)
 
 
+def es_devices(out: str) -> None:
+    """`devices` for the ES estimator: candidates split over 1 / 4 devices (and in chunks of 1)."""
+    assert jax.device_count() == 4, jax.devices()
+    facts, results = {}, {}
+    for name, mesh, chunk in (("one", sharding.population_mesh(jax.devices()[:1]), 0),
+                              ("four", sharding.population_mesh(), 0),
+                              ("four_chunked", sharding.population_mesh(), 1)):
+        state, metrics, compiles = run(mesh, chunk, estimator="es")
+        results[name] = leaves(state)
+        facts[name] = {
+            "compiles_during_steps": compiles,
+            "meta_params_replicated": all(x.sharding.is_fully_replicated for x in jax.tree.leaves(state.meta_params)),
+            "meta_loss": float(metrics["meta_loss"]),
+            "step_norm": float(metrics["step_norm"]),
+        }
+    np.savez(out, **{f"{run_name}|{k}": v for run_name, d in results.items() for k, v in d.items()})
+    with open(out + ".json", "w") as f:
+        json.dump(facts, f)
+
+
 def restore(out: str, *workdirs: str) -> None:
     trainer = build.make_trainer(tiny_config.get_config(), sharding.population_mesh())
     arrays = {}
@@ -101,4 +124,4 @@ def restore(out: str, *workdirs: str) -> None:
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"devices": devices, "restore": restore}[command](*args)
+    {"devices": devices, "es_devices": es_devices, "restore": restore}[command](*args)

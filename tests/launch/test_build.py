@@ -147,6 +147,47 @@ def test_boundary_values_are_accepted(key, value):
     build.validate_config(with_value(key, value))
 
 
+def es_with_value(key, value):
+    """`with_value` on the cpu preset switched to the ES estimator."""
+    d = with_value(key, value).to_dict()
+    if key != "meta.estimator":
+        d["meta"]["estimator"] = "es"
+    return ml_collections.ConfigDict(d)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("meta.estimator", "reinforce"),
+    ("meta.es.population", 7),
+    ("meta.es.population", 0),
+    ("meta.es.sigma", 0.0),
+    ("meta.es.sigma_decay", 1.5),
+    ("meta.es.sigma_min", 0.5),  # above sigma = 0.01
+    ("meta.es.learning_rate", NAN),
+    ("meta.es.fitness", "best"),
+    ("meta.es.anneal", "pg_guidance:1:0"),
+    ("meta.es.anneal", "pg_guidance:1:0:0"),
+])
+def test_bad_es_value_is_refused_naming_key_and_value(key, value):
+    with pytest.raises(ValueError, match=re.escape(f"config.{key}")) as err:
+        build.validate_config(es_with_value(key, value))
+    assert repr(value) in str(err.value) or str(value) in str(err.value)
+
+
+def test_es_population_must_split_over_devices_and_es_builds_an_es_trainer():
+    with pytest.raises(ValueError, match="meta.es.population=6 .* on 4 device"):
+        build.validate_config(es_with_value("meta.es.population", 6), num_devices=4)
+    build.validate_config(es_with_value("meta.es.population", 6), num_devices=2)
+    # Backprop ignores the ES section (saved configs without it still build).
+    build.validate_config(with_value("meta.es.population", 7))
+    config = lpg_configs.get_config("cpu")
+    del config.meta["estimator"], config.meta["es"]
+    assert type(build.make_trainer(config)).__name__ == "MetaTrainer"
+    trainer = build.make_trainer(es_with_value("meta.es.anneal", ""))
+    assert type(trainer).__name__ == "ESTrainer"
+    assert [g.num_lifetimes for g in trainer.groups] == [8, 8]  # the population, not lifetimes_per_task
+    assert build.parse_anneal("a:1:0:5, b:0.5:0.1:2") == (("a", 1.0, 0.0, 5), ("b", 0.5, 0.1, 2))
+
+
 def test_missing_entry_is_named():
     config = lpg_configs.get_config("cpu")
     del config.meta["td_lambda"]

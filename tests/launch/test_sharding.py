@@ -92,6 +92,23 @@ def _train_cmd(workdir: str, *extra: str) -> list[str]:
             "--compilation_cache", "", *extra]
 
 
+def test_es_on_one_and_four_devices_gives_the_same_meta_params(tmp_path):
+    """ES candidates split over 4 devices (2 each, and in chunks of 1): the same η, ES state
+    (mean, σ, Adam moments, generation) and key as on 1 device, with η replicated and moving."""
+    out = str(tmp_path / "es_devices.npz")
+    _worker(["es_devices", out], devices=4)
+    with open(out + ".json") as f:
+        facts = json.load(f)
+    runs = _runs(out)
+    assert all(facts[name]["compiles_during_steps"] == 0 for name in facts), facts
+    assert all(facts[name]["meta_params_replicated"] for name in facts), facts
+    _assert_same_state(runs["one"], runs["four"])
+    _assert_same_state(runs["one"], runs["four_chunked"])
+    generation = [k for k in runs["one"] if k.endswith("generation_counter")]
+    assert generation and int(runs["one"][generation[0]]) == 4  # tiny_config.STEPS generations
+    assert all(facts[name]["step_norm"] > 0 for name in facts), facts  # η moved in the last generation
+
+
 def test_two_processes_match_one_and_their_checkpoint_restores_in_one_process(tmp_path):
     two, one = str(tmp_path / "two_processes"), str(tmp_path / "one_process")
     port = _free_port()
