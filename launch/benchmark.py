@@ -13,7 +13,11 @@ Sections:
         halfcheetah, ant, reacher and inverted_pendulum at --brax_num_envs (128) envs ×
         --brax_steps random-action steps, against raw brax (its Episode+AutoReset wrappers),
         alternating in one process; also the adapter with auto_reset="initial", which prices the
-        default fresh reset per step. Not in the default sections (long: MJX compiles and steps).
+        default fresh reset per step; then PPO training env-steps/s on --brax_ppo_tasks. Not in
+        the default sections (long: MJX compiles and steps).
+  es:   ES meta-training env-steps/s of LPG (LSTM-256; population 8 × whole 250-update lifetimes of
+        64 envs × T = 20, forward only) on tabular/dense and on the 5 tabular grids, candidates on
+        1 and 2 fake CPU devices (fresh process each). Not in the default sections.
   metatest: env-steps/s of training fresh agents with a frozen LPG (LSTM-256) vs A2C.
   meta: LPG meta-training at the paper architecture (LSTM-256, m=30, T=20, 64 envs, K=5,
         64 lifetimes, tabular/dense): inner env-steps/s, compile time, XLA buffer sizes, peak
@@ -483,7 +487,68 @@ def run_probe(spec: dict) -> dict:
         jax.block_until_ready(state)
         return {"build_s": build_s, "init_and_step_ready_s": ready_s - build_s,
                 "first_step_done_s": time.perf_counter() - start, "step_loaded_from_cache": loaded}
+    if kind == "es":
+        return measure_es(**spec)
     raise app.UsageError(f"unknown probe kind {kind!r}")
+
+
+def measure_es(tasks: str, repeats: int, hidden: int = 256, population: int = 8, updates: int = 250,
+               num_envs: int = 64, unroll_length: int = 20) -> dict:
+    """ES meta-training env-steps/s of LPG (lpg.py config, estimator "es") sharded over this
+    process's devices: `population` candidates per task, each a whole lifetime of `updates`
+    updates of num_envs × unroll_length steps, forward only. Median over `repeats` generations."""
+    from experiments.configs import lpg as lpg_configs  # pylint: disable=g-import-not-at-top
+    from launch import build  # pylint: disable=g-import-not-at-top
+
+    config = lpg_configs.get_config("cpu")
+    config.rule.hidden_size = hidden
+    config.meta.tasks = tasks
+    config.meta.estimator = "es"
+    config.meta.es.population = population
+    config.meta.num_envs = num_envs
+    config.meta.unroll_length = unroll_length
+    steps_per_update = num_envs * unroll_length
+    # lifetime_scale so that every task's lifetime is `updates` updates (U = lifetime // (T·B)).
+    lifetimes = {name: envs.make(name).lifetime_steps for name in build.parse_tasks(tasks)}
+    if len(set(lifetimes.values())) != 1:
+        raise ValueError(f"the es benchmark needs tasks of one lifetime length, got {lifetimes}")
+    config.meta.lifetime_scale = (updates * steps_per_update + 0.5) / next(iter(lifetimes.values()))
+    mesh = sharding.population_mesh()
+    trainer = build.make_trainer(config, mesh)
+    assert all(trainer.num_updates(g) == updates for g in trainer.groups)
+    start = time.perf_counter()
+    state = trainer.jit_init()(jax.random.key(0))
+    step = trainer.compiled_step()
+    state, _ = step(state)
+    jax.block_until_ready(state)
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        state, metrics = step(state)
+        jax.block_until_ready(state)
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    env_steps = sum(g.num_lifetimes * trainer.steps_per_meta_step(g) for g in trainer.groups)
+    return {"tasks": tasks, "devices": mesh.size, "hidden": hidden, "population": population,
+            "updates": updates, "num_envs": num_envs, "unroll_length": unroll_length,
+            "env_steps_per_generation": env_steps, "seconds_per_generation": seconds,
+            "env_steps_per_s": env_steps / seconds, "compile_and_first_s": compile_s,
+            "meta_loss": float(metrics["meta_loss"]), "peak_rss_mib": _peak_rss_mib()}
+
+
+def bench_es(repeats: int) -> dict:
+    """ES meta-training of LPG (LSTM-256) on the shape of a public JAX LPG's ES mode (population
+    8, whole 250-update lifetimes of 64 envs × T = 20, forward only), on tabular/dense alone and
+    on the 5 tabular grids, with the candidates on 1 and on 2 CPU devices (fresh processes)."""
+    from experiments.configs import lpg as lpg_configs  # pylint: disable=g-import-not-at-top
+
+    out = {}
+    for label, tasks in (("tabular/dense", "tabular/dense"), ("5 tabular grids", ",".join(lpg_configs.TABULAR_GRIDS))):
+        for devices in (1, 2):
+            out[f"{label}, {devices} device(s)"] = _probe("es", devices=devices, tasks=tasks, repeats=repeats)
+            print(json.dumps({label: out[f"{label}, {devices} device(s)"]}), file=sys.stderr, flush=True)
+    return out
 
 
 def bench_compile(repeats: int) -> dict:
@@ -548,7 +613,7 @@ def main(argv):
         return
     sections = {"envs": bench_envs, "a2c": bench_a2c, "gymnax": bench_gymnax, "brax": bench_brax,
                 "metatest": bench_metatest,
-                "meta": bench_meta,
+                "meta": bench_meta, "es": bench_es,
                 "compile": bench_compile, "memory": bench_memory, "devices": bench_devices}
     for name in _SECTIONS.value:
         if name not in sections:

@@ -772,7 +772,10 @@ def parse_task_name(name: str) -> tuple[str, str, str | None]:
 def raw_vs_wrapped_step_fns(
     name: str, num_envs: int, num_steps: int = 1000, auto_reset: str = "fresh"
 ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
-    """Jitted `rollout(key) -> float32[] total reward` for raw brax and for `BraxEnv`.
+    """Jitted `rollout(key) -> float32[2]` (total reward, sum of every observation) for raw brax
+    and for `BraxEnv`. The observation sum makes the result depend on the physics: with a
+    reward that does not (inverted_pendulum's constant 1 per step) XLA would otherwise delete
+    the simulation and a benchmark would time an empty loop.
 
     The raw rollout steps brax's env in its standard training stack (EpisodeWrapper with
     1000-step episodes, AutoResetWrapper: restarts from the initial state), the wrapped one
@@ -797,14 +800,14 @@ def raw_vs_wrapped_step_fns(
     def raw_step(key, state, action):
         del key
         state = raw.step(state, action)
-        return state, state.reward
+        return state, state.reward, state.obs
 
     def wrapped_reset(key):
         return wrapped.reset(key, params)[1]
 
     def wrapped_step(key, state, action):
-        _, state, reward, _, _, _ = wrapped.step(key, state, action, params)
-        return state, reward
+        obs, state, reward, _, _, _ = wrapped.step(key, state, action, params)
+        return state, reward, obs
 
     def make_rollout(reset_fn, step_fn):
         batched_step = jax.vmap(step_fn)
@@ -817,10 +820,10 @@ def raw_vs_wrapped_step_fns(
                 states, total = carry
                 key_action, key_step = jax.random.split(step_key)
                 actions = jax.vmap(action_space.sample)(jax.random.split(key_action, num_envs))
-                states, reward = batched_step(jax.random.split(key_step, num_envs), states, actions)
-                return (states, total + reward.sum()), None
+                states, reward, obs = batched_step(jax.random.split(key_step, num_envs), states, actions)
+                return (states, total + jnp.stack([reward.sum(), obs.sum()])), None
 
-            carry = (states, jnp.zeros((), jnp.float32))
+            carry = (states, jnp.zeros((2,), jnp.float32))
             (_, total), _ = jax.lax.scan(one_step, carry, jax.random.split(key_run, num_steps))
             return total
 

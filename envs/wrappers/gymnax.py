@@ -353,7 +353,9 @@ def register_tasks() -> None:
 def raw_vs_wrapped_step_fns(
     name: str, num_envs: int, num_steps: int = 1024
 ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
-    """Jitted `rollout(key) -> float32[] total reward` for the raw gymnax env and for `GymnaxEnv`.
+    """Jitted `rollout(key) -> float32[2]` (total reward, sum of every observation) for the raw
+    gymnax env and for `GymnaxEnv`. The observation sum keeps the dynamics live: a reward that
+    does not depend on them (1 per step) would let XLA delete the simulation being timed.
 
     Each resets `num_envs` envs, then runs `num_steps` batched steps (one `lax.scan`) with
     uniformly random actions from the action space; both use the env's default params and the
@@ -380,10 +382,11 @@ def raw_vs_wrapped_step_fns(
                 key_action, key_step = jax.random.split(step_key)
                 actions = jax.vmap(action_space.sample)(jax.random.split(key_action, num_envs))
                 step_keys = jax.random.split(key_step, num_envs)
-                _, states, reward, _, _, _ = batched_step(step_keys, states, actions, params)
-                return (states, total + reward.sum()), None
+                obs, states, reward, _, _, _ = batched_step(step_keys, states, actions, params)
+                checksum = jnp.stack([reward.sum(), jnp.sum(obs.astype(jnp.float32))])
+                return (states, total + checksum), None
 
-            carry = (states, jnp.zeros((), jnp.float32))
+            carry = (states, jnp.zeros((2,), jnp.float32))
             (_, total), _ = jax.lax.scan(one_step, carry, jax.random.split(key_run, num_steps))
             return total
 

@@ -10,6 +10,9 @@ Presets:
   cpu           the default: small enough to show meta-training progress in minutes on 2 CPU cores.
   tabular       the 5 tabular grid worlds (the paper's Fig. 3 'tabular' training set), sized for a
                 ≤ 3 h CPU run (narrower LSTM, shorter lifetimes, fewer envs per lifetime).
+  tabular_es    `tabular` meta-trained by evolution strategies instead of backprop (the TA-LPG
+                recipe: whole short lifetimes of 1% of the task's, 16 candidates per task and
+                generation); run beside `tabular` for the same wall time to compare estimators.
   grids_chains  5 tabular grids + 4 tabular delayed chains.
   paper         the paper's scale for accelerators: LSTM-256, m = 30, 960 lifetimes over all 15
                 tasks, 64 envs per lifetime, full lifetimes.
@@ -25,7 +28,7 @@ TABULAR_CHAINS = ("chain/short", "chain/short_noisy", "chain/long", "chain/long_
 RANDOM_GRIDS = ("random/dense", "random/long_horizon", "random/small", "random/small_sparse",
                 "random/very_dense")
 ALL_TASKS = TABULAR_GRIDS + RANDOM_GRIDS + TABULAR_CHAINS + ("chain/distractor",)
-PRESETS = ("cpu", "tabular", "grids_chains", "paper")
+PRESETS = ("cpu", "tabular", "tabular_es", "grids_chains", "paper")
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -128,6 +131,19 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         c.meta.lifetime_scale = 0.1
         c.meta.steps = 5000
         c.meta.learning_rate = 5e-4
+        c.eval.env_steps = 300_000
+        c.eval.num_envs = 32
+    elif preset == "tabular_es":
+        c.rule.hidden_size = 64
+        c.meta.tasks = ",".join(TABULAR_GRIDS)
+        c.meta.estimator = "es"
+        c.meta.es.population = 16
+        c.meta.es.sigma = 0.02
+        c.meta.es.learning_rate = 3e-3
+        c.meta.num_envs = 32
+        c.meta.lifetime_scale = 0.01  # 30k-step lifetimes: 46 updates of 32 envs × T = 20
+        c.meta.steps = 5000
+        c.checkpoint_every = 50
         c.eval.env_steps = 300_000
         c.eval.num_envs = 32
     elif preset == "grids_chains":

@@ -351,4 +351,6 @@ def test_simple_bandit_arms_fixed_for_the_lifetime():
 def test_raw_vs_wrapped_step_fns_compute_the_same_rollout():
     raw, wrapped = gymnax_wrapper.raw_vs_wrapped_step_fns("gymnax/CartPole-v1", num_envs=2, num_steps=5)
     key = jax.random.key(3)
-    assert float(raw(key)) == float(wrapped(key)) == 10.0  # CartPole pays 1 per step
+    (raw_reward, raw_obs_sum), (reward, obs_sum) = np.asarray(raw(key)), np.asarray(wrapped(key))
+    assert raw_reward == reward == 10.0  # CartPole pays 1 per step
+    assert raw_obs_sum == obs_sum != 0
