@@ -225,3 +225,31 @@ def test_train_agent_refuses_overlapping_seeds(tmp_path):
     assert result.returncode != 0
     assert "config.selection_seeds='0-3' and config.report_seeds='2-5' share seeds [2, 3]" in result.stderr
     assert not workdir.exists()
+
+
+def _write_returns(path, rows):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "eval_final_returns.csv"), "w") as f:
+        f.write("task,rule,setting,seed,role,final_return\n")
+        for task, rule, seed, role, value in rows:
+            f.write(f'{task},{rule},"α_lr=1",{seed},{role},{value}\n')
+
+
+def test_compare_runs_pairs_report_seeds_of_two_evaluations(tmp_path):
+    from launch import compare_runs  # pylint: disable=g-import-not-at-top
+
+    a_dir, b_dir = str(tmp_path / "a"), str(tmp_path / "b")
+    _write_returns(a_dir, [("t", "LPG", s, "report", 10 + s) for s in range(100, 104)]
+                   + [("t", "LPG", 0, "selection", -99.0), ("t", "A2C", 100, "report", 0.0)])
+    _write_returns(b_dir, [("t", "LPG", s, "report", s) for s in range(100, 104)])
+    lines = compare_runs.compare(compare_runs.report_returns(a_dir, "LPG"),
+                                 compare_runs.report_returns(b_dir, "LPG"), "ES", "BP")
+    # A − B is exactly 10 on every seed: a degenerate CI at 10, a win; selection rows are ignored.
+    assert lines[2] == ("| t | 100–103 (4) | 111.500 [110.500, 112.500] | 101.500 [100.500, 102.500] | "
+                        "10.000 [10.000, 10.000] | win |")
+    _write_returns(b_dir, [("t", "LPG", s, "report", s) for s in range(101, 105)])
+    with pytest.raises(ValueError, match="report seeds differ"):
+        compare_runs.compare(compare_runs.report_returns(a_dir, "LPG"),
+                             compare_runs.report_returns(b_dir, "LPG"), "ES", "BP")
+    with pytest.raises(ValueError, match="no report rows of rule 'PPO'"):
+        compare_runs.report_returns(a_dir, "PPO")
