@@ -341,10 +341,28 @@ def gymnax_task(
     )
 
 
+# Pendulum family for learned-loss meta-training and held-out tests (EPG's "cheap continuous
+# family" on this CPU): the pendulum's mass m and length l and gravity g, each log-uniform in
+# [1/√2, √2] per lifetime. Swing-up stays possible everywhere: the max torque 2 beats the
+# heaviest, longest pendulum's gravity torque m·g·l/2 ≈ 1.4·14·1.4/2 ≈ 14 only by swinging, as
+# for the default (10/2 = 5), so the task keeps the default's character.
+RANDOM_PENDULUM = "random_pendulum"
+PENDULUM_SCALE_RANGE = (2 ** -0.5, 2 ** 0.5)
+
+
+def _random_pendulum_params(key: jax.Array, params: Any) -> Any:
+    log_low, log_high = np.log(PENDULUM_SCALE_RANGE)
+    m, l, g = jnp.exp(jax.random.uniform(key, (3,), jnp.float32, log_low, log_high))
+    return params.replace(m=params.m * m, l=params.l * l, g=params.g * g)
+
+
 def register_tasks() -> None:
-    """Registers "gymnax/<id>" for every id in `gymnax.registered_envs`, built on first `make`."""
+    """Registers "gymnax/<id>" for every id in `gymnax.registered_envs`, built on first `make`,
+    and "gymnax/random_pendulum" (Pendulum-v1 with m, l, g randomised per lifetime)."""
     for env_id in gymnax.registered_envs:
         registry.register_lazy(PREFIX + env_id, functools.partial(gymnax_task, env_id))
+    registry.register_lazy(PREFIX + RANDOM_PENDULUM, functools.partial(
+        gymnax_task, "Pendulum-v1", name=PREFIX + RANDOM_PENDULUM, params_fn=_random_pendulum_params))
 
 
 # ------------------------------------------------------------------------------ benchmark

@@ -52,8 +52,25 @@ def test_every_gymnax_env_is_listed_after_the_builtins():
     names = envs.names()
     assert not any(n.startswith("gymnax/") for n in names[:15])  # the paper's builtins stay first
     gymnax_names = [n for n in names if n.startswith("gymnax/")]
-    assert gymnax_names == [f"gymnax/{env_id}" for env_id in gymnax.registered_envs]
-    assert len(gymnax_names) >= 26
+    assert gymnax_names == [f"gymnax/{env_id}" for env_id in gymnax.registered_envs] + ["gymnax/random_pendulum"]
+    assert len(gymnax_names) >= 27
+
+
+def test_random_pendulum_draws_mass_length_and_gravity_per_lifetime():
+    task = envs.make("gymnax/random_pendulum")
+    default = envs.make("gymnax/Pendulum-v1").sample_params(jax.random.key(0))
+    params = jax.vmap(task.sample_params)(jax.random.split(jax.random.key(0), 256))
+    low, high = gymnax_wrapper.PENDULUM_SCALE_RANGE
+    for field in ("m", "l", "g"):
+        scale = np.asarray(getattr(params, field)) / getattr(default, field)
+        assert np.all((scale >= low - 1e-6) & (scale <= high + 1e-6)), field
+        assert np.ptp(np.log(scale)) > 0.5 * np.log(high / low), field  # spread over the range
+    assert np.asarray(params.max_torque).std() == 0  # the rest is the default
+    # Different bodies swing differently under the same torques.
+    step = jax.vmap(lambda key, p: task.env.step(key, task.env.reset(key, p)[1], jnp.ones(1), p)[0])
+    same_key = jnp.stack([jax.random.key(1)] * 2)
+    obs = step(same_key, jax.tree.map(lambda x: x[:2], params))
+    assert not np.allclose(obs[0], obs[1])
 
 
 def test_registration_is_lazy_and_make_builds_once():
