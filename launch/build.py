@@ -165,7 +165,12 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     Cheap (no jax work), so a launcher refuses bad input before it builds or touches anything.
     num_devices: the population mesh size the lifetimes must split over.
     The trainer adds checks that need its derived values (e.g. a meta-step longer than a lifetime).
+    An EPG config (config.method == "epg") is checked by launch/build_epg.py.
     """
+    if method_of(config) == "epg":
+        from launch import build_epg  # pylint: disable=g-import-not-at-top  (it imports this module)
+        build_epg.validate_config(config, num_devices)
+        return
     check_rule_config(_lookup(config, "rule"))
     for key, allowed in CONFIG_RANGES.items():
         check_range(key, _lookup(config, key), allowed)
@@ -200,6 +205,17 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
                 else f"meta.lifetimes_per_task={meta.lifetimes_per_task}")
         raise ValueError(f"config.{what} / lifetimes_per_chunk={meta.lifetimes_per_chunk} on {num_devices} "
                          f"device(s): {err}") from None
+
+
+METHODS = ("lpg", "epg")
+
+
+def method_of(config) -> str:
+    """config.method: which discovery method the config trains ("lpg" when absent)."""
+    method = config.get("method", "lpg")
+    if method not in METHODS:
+        raise ValueError(f"config.method must be one of {METHODS}, got {method!r}")
+    return method
 
 
 def estimator_of(config) -> str:
@@ -285,7 +301,11 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.Me
     `ESTrainer` (OpenAI-ES over whole lifetimes of meta.lifetime_scale × the task's lifetime).
 
     mesh: the population mesh (lpg.meta.sharding.population_mesh()); None: the default device.
+    An EPG config (config.method == "epg") builds through launch/build_epg.py.
     """
+    if method_of(config) == "epg":
+        from launch import build_epg  # pylint: disable=g-import-not-at-top  (it imports this module)
+        return build_epg.make_trainer(config, mesh)
     validate_config(config, 1 if mesh is None else mesh.size)
     meta = config.meta
     estimator = estimator_of(config)

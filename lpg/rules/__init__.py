@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 from lpg.rules import a2c
 from lpg.rules import base
+from lpg.rules import epg
 from lpg.rules import lpg
 from lpg.rules import ppo
 
@@ -39,5 +40,5 @@ def make_rule(kind: str, config: Mapping[str, Any] | None = None) -> base.Update
         raise ValueError(f"bad configuration for rule {kind!r}: {err}") from err
 
 
-for _cls in (lpg.LPG, a2c.A2C, ppo.PPO):
+for _cls in (lpg.LPG, a2c.A2C, ppo.PPO, epg.EPG):
     register_rule(_cls)

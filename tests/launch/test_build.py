@@ -219,3 +219,52 @@ def test_presets_pass_validation(preset):
         assert len(trainer.groups) == 2
     else:  # the larger presets take a while to build; their values are what matters here
         build.validate_config(config)
+
+
+# ------------------------------------------------------------------------------------ EPG
+
+
+def epg_with_value(key, value, preset="cpu"):
+    from experiments.configs import epg as epg_configs  # pylint: disable=g-import-not-at-top
+
+    d = epg_configs.get_config(preset).to_dict()
+    *sections, name = key.split(".")
+    node = d
+    for section in sections:
+        node = node[section]
+    node[name] = value
+    return ml_collections.ConfigDict(d)
+
+
+@pytest.mark.parametrize("preset", ["cpu", "hopper", "reacher", "paper"])
+def test_epg_presets_pass_validation(preset):
+    build.validate_config(epg_with_value("seed", 0, preset))
+
+
+@pytest.mark.parametrize("key, value", [
+    ("method", "maml"),
+    ("rule.buffer_length", 0),
+    ("rule.use_reward", 1),
+    ("rule.activation", "relu6"),
+    ("meta.num_envs", 0),
+    ("meta.learning_rates", ()),
+    ("meta.estimator", "backprop"),
+    ("meta.es.population", 5),
+    ("meta.es.anneal", "pg_guidance:1:0"),
+    ("rule.minibatches", 3),  # does not divide num_envs = 8
+    ("meta.lifetime_steps", 100),  # shorter than one update
+])
+def test_bad_epg_value_is_refused_naming_key_and_value(key, value):
+    with pytest.raises(ValueError, match=re.escape(f"config.{key}")) as err:
+        build.validate_config(epg_with_value(key, value))
+    assert repr(value) in str(err.value) or str(value) in str(err.value)
+
+
+def test_epg_cpu_preset_builds_an_es_trainer_of_the_epg_rule():
+    trainer = build.make_trainer(epg_with_value("seed", 0))
+    assert type(trainer).__name__ == "ESTrainer" and trainer.rule.KIND == "epg"
+    assert (trainer.rule.obs_size, trainer.rule.action_size, trainer.rule.discrete) == (3, 1, False)
+    assert trainer.es.anneal == (("pg_guidance", 1.0, 0.0, 100),)
+    assert trainer.groups[0].task.learning_rates == (1e-3,)
+    with pytest.raises(ValueError, match=re.escape("config.rule: EPG: the first conv")):
+        build.make_trainer(epg_with_value("rule.conv1_stride", 20))

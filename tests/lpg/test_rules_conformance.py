@@ -28,6 +28,12 @@ SMALL_CONFIGS = {
     "lpg": {"hidden_size": 8, "y_dim": 4},
     "a2c": {},
     "ppo": {"epochs": 2, "minibatches": 3},
+    # Sized for chain/short (a scalar state index, 2 actions) and B = 3; silu because with the
+    # paper's leaky ReLU the biases' backpropagated meta-gradients are exactly 0 (lpg/rules/epg.py).
+    "epg": {"obs_size": 1, "action_size": 2, "discrete": True, "num_envs": 3, "buffer_length": 6,
+            "conv1_kernel": 3, "conv1_stride": 2, "conv1_channels": 2, "conv2_kernel": 2,
+            "conv2_stride": 1, "conv2_channels": 2, "context_size": 4, "hidden_size": 4,
+            "memory_size": 3, "activation": "silu"},
 }
 T, B = 4, 3
 
