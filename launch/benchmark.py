@@ -18,6 +18,9 @@ Sections:
   es:   ES meta-training env-steps/s of LPG (LSTM-256; population 8 × whole 250-update lifetimes of
         64 envs × T = 20, forward only) on tabular/dense and on the 5 tabular grids, candidates on
         1 and 2 fake CPU devices (fresh process each). Not in the default sections.
+  epg:  EPG's inner loop (8 ES candidates training fresh agents with the learned loss, forward
+        only) per physics backend on brax/random_hopper (the paper's loss network) and on
+        gymnax/random_pendulum (the cpu preset's). Not in the default sections.
   metatest: env-steps/s of training fresh agents with a frozen LPG (LSTM-256) vs A2C.
   meta: LPG meta-training at the paper architecture (LSTM-256, m=30, T=20, 64 envs, K=5,
         64 lifetimes, tabular/dense): inner env-steps/s, compile time, XLA buffer sizes, peak
@@ -489,6 +492,8 @@ def run_probe(spec: dict) -> dict:
                 "first_step_done_s": time.perf_counter() - start, "step_loaded_from_cache": loaded}
     if kind == "es":
         return measure_es(**spec)
+    if kind == "epg":
+        return measure_epg(**spec)
     raise app.UsageError(f"unknown probe kind {kind!r}")
 
 
@@ -516,6 +521,13 @@ def measure_es(tasks: str, repeats: int, hidden: int = 256, population: int = 8,
     mesh = sharding.population_mesh()
     trainer = build.make_trainer(config, mesh)
     assert all(trainer.num_updates(g) == updates for g in trainer.groups)
+    return {"tasks": tasks, "devices": mesh.size, "hidden": hidden, "population": population,
+            "updates": updates, "num_envs": num_envs, "unroll_length": unroll_length,
+            **_time_generations(trainer, repeats)}
+
+
+def _time_generations(trainer, repeats: int) -> dict:
+    """Env-steps/s of an ES trainer's generations (median of `repeats` after a compile run)."""
     start = time.perf_counter()
     state = trainer.jit_init()(jax.random.key(0))
     step = trainer.compiled_step()
@@ -530,11 +542,39 @@ def measure_es(tasks: str, repeats: int, hidden: int = 256, population: int = 8,
         times.append(time.perf_counter() - start)
     seconds = statistics.median(times)
     env_steps = sum(g.num_lifetimes * trainer.steps_per_meta_step(g) for g in trainer.groups)
-    return {"tasks": tasks, "devices": mesh.size, "hidden": hidden, "population": population,
-            "updates": updates, "num_envs": num_envs, "unroll_length": unroll_length,
-            "env_steps_per_generation": env_steps, "seconds_per_generation": seconds,
+    return {"env_steps_per_generation": env_steps, "seconds_per_generation": seconds,
             "env_steps_per_s": env_steps / seconds, "compile_and_first_s": compile_s,
             "meta_loss": float(metrics["meta_loss"]), "peak_rss_mib": _peak_rss_mib()}
+
+
+def measure_epg(task: str, preset: str, repeats: int, population: int = 8, updates: int = 10) -> dict:
+    """EPG's inner loop (ES candidates training fresh agents with L_φ, forward only) on `task`
+    with an epg.py preset's loss network and streams, `updates` updates per lifetime."""
+    from experiments.configs import epg as epg_configs  # pylint: disable=g-import-not-at-top
+    from launch import build  # pylint: disable=g-import-not-at-top
+
+    config = epg_configs.get_config(preset)
+    config.meta.tasks = config.eval.tasks = task
+    config.meta.es.population = population
+    config.meta.lifetime_steps = updates * config.meta.num_envs * config.meta.unroll_length
+    trainer = build.make_trainer(config, sharding.population_mesh())
+    return {"task": task, "preset": preset, "population": population, "updates": updates,
+            "num_envs": config.meta.num_envs, "unroll_length": config.meta.unroll_length,
+            "buffer_length": config.rule.buffer_length, **_time_generations(trainer, repeats)}
+
+
+def bench_epg(repeats: int) -> dict:
+    """EPG inner-loop env-steps/s per physics backend: brax/random_hopper on positional, spring,
+    generalized and MJX with the paper's loss network (hopper preset: 8 streams × M = 128, N =
+    128), and gymnax/random_pendulum with the cpu preset's small network; 8 candidates × 10
+    updates per generation, one fresh process each."""
+    out = {}
+    runs = [(f"brax/random_hopper-{b}", "hopper") for b in ("positional", "spring", "generalized")]
+    runs += [("brax/random_hopper", "hopper"), ("gymnax/random_pendulum", "cpu")]
+    for task, preset in runs:
+        out[task] = _probe("epg", task=task, preset=preset, repeats=repeats)
+        print(json.dumps({task: out[task]}), file=sys.stderr, flush=True)
+    return out
 
 
 def bench_es(repeats: int) -> dict:
@@ -613,7 +653,7 @@ def main(argv):
         return
     sections = {"envs": bench_envs, "a2c": bench_a2c, "gymnax": bench_gymnax, "brax": bench_brax,
                 "metatest": bench_metatest,
-                "meta": bench_meta, "es": bench_es,
+                "meta": bench_meta, "es": bench_es, "epg": bench_epg,
                 "compile": bench_compile, "memory": bench_memory, "devices": bench_devices}
     for name in _SECTIONS.value:
         if name not in sections:
