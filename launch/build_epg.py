@@ -38,6 +38,7 @@ CONFIG_RANGES = {
 }
 CONFIG_LIST_RANGES = {
     "meta.learning_rates": build.POSITIVE,
+    "meta.discounts": build.Range(low=0, high=1, low_open=True),
     "meta.entropy_costs": build.NON_NEGATIVE,
 }
 
@@ -93,6 +94,7 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> es_lib.ESTrain
     meta = config.meta
     tasks = [envs.make(name) for name in build.parse_tasks(meta.tasks)]
     learning_rates = tuple(float(x) for x in meta.learning_rates)
+    discounts = tuple(float(x) for x in meta.discounts)
     num_envs = int(meta.num_envs)
     try:
         rules = [epg_rule.EPG.for_task(task, num_envs, **rule_config(config)) for task in tasks]
@@ -106,7 +108,7 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> es_lib.ESTrain
                              f"({rule.obs_size}, {rule.action_size}); one loss network reads them all")
     groups = []
     for task in tasks:
-        task = dataclasses.replace(task, learning_rates=learning_rates)
+        task = dataclasses.replace(task, learning_rates=learning_rates, discounts=discounts)
         agent = training.build_agent(task, rule.output_spec, grad_clip=rule.agent_grad_clip)
         groups.append(population.GroupSpec(
             task=task, agent=agent, critic=agent_lib.Agent(network=agent.network, optimiser="adam"),

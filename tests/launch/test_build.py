@@ -248,6 +248,7 @@ def test_epg_presets_pass_validation(preset):
     ("rule.activation", "relu6"),
     ("meta.num_envs", 0),
     ("meta.learning_rates", ()),
+    ("meta.discounts", (0.0,)),
     ("meta.estimator", "backprop"),
     ("meta.es.population", 5),
     ("meta.es.anneal", "pg_guidance:1:0"),
@@ -265,6 +266,6 @@ def test_epg_cpu_preset_builds_an_es_trainer_of_the_epg_rule():
     assert type(trainer).__name__ == "ESTrainer" and trainer.rule.KIND == "epg"
     assert (trainer.rule.obs_size, trainer.rule.action_size, trainer.rule.discrete) == (3, 1, False)
     assert trainer.es.anneal == (("pg_guidance", 1.0, 0.0, 100),)
-    assert trainer.groups[0].task.learning_rates == (1e-3,)
+    assert trainer.groups[0].task.learning_rates == (1e-3,) and trainer.groups[0].task.discounts == (0.9,)
     with pytest.raises(ValueError, match=re.escape("config.rule: EPG: the first conv")):
         build.make_trainer(epg_with_value("rule.conv1_stride", 20))
