@@ -30,8 +30,8 @@ pairing and the devices:
     are all-gathered and every device makes the same `tell`. So the same program runs on 1
     device, N devices and N hosts with the same η (up to float summation order inside a lifetime).
 
-`ESTrainer` has the interface of `MetaTrainer` that the launcher uses (init / step / jit_init /
-compiled_step / abstract_state, groups, steps_per_meta_step), so checkpoints, exact resume,
+`ESTrainer` shares `MetaTrainer`'s jit/sharding scaffolding (`sharding.ShardedProgram`: jit_init,
+compiled_step, abstract_state) and the interface the launcher uses (groups, steps_per_meta_step), so checkpoints, exact resume,
 metrics and the executable cache work unchanged (launch/train_loop.py). One meta-step is one
 generation; `GroupSpec.num_lifetimes` is P for every group.
 """
@@ -168,7 +168,7 @@ def shaped_fitness(group_fitness: jax.Array) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class ESTrainer:
+class ESTrainer(sharding.ShardedProgram):
     """Static ES meta-training configuration (module docstring).
 
     rule: the learned rule; groups: one GroupSpec per task (`num_lifetimes` must equal P; its
@@ -230,13 +230,6 @@ class ESTrainer:
     def num_lifetimes(self) -> int:
         return sum(spec.num_lifetimes for spec in self.groups)
 
-    @property
-    def num_devices(self) -> int:
-        return 1 if self.mesh is None else self.mesh.size
-
-    def _mesh(self) -> Mesh:
-        return sharding.single_device_mesh() if self.mesh is None else self.mesh
-
     # --- evosax ---------------------------------------------------------------------------------
 
     @functools.cached_property
@@ -269,35 +262,6 @@ class ESTrainer:
 
     def state_specs(self) -> ESTrainState:
         return ESTrainState(meta_params=P(), es_state=P(), key=P(), step=P(), skipped_updates=P())
-
-    def state_shardings(self, abstract_state: ESTrainState):
-        specs = jax.tree.map(
-            lambda spec, sub: jax.tree.map(lambda _: spec, sub), self.state_specs(), abstract_state,
-            is_leaf=lambda x: isinstance(x, P))
-        return sharding.named(self._mesh(), specs)
-
-    @functools.cached_property
-    def _unsharded_abstract_state(self) -> ESTrainState:
-        return jax.eval_shape(self.init, jax.random.key(0))
-
-    def abstract_state(self) -> ESTrainState:
-        abstract = self._unsharded_abstract_state
-        return sharding.abstract_with_sharding(abstract, self.state_shardings(abstract))
-
-    def jit_init(self):
-        return jax.jit(self.init, out_shardings=self.state_shardings(self._unsharded_abstract_state))
-
-    def jit_step(self):
-        shardings = self.state_shardings(self._unsharded_abstract_state)
-        return jax.jit(self.step, in_shardings=(shardings,), out_shardings=(shardings, None),
-                       donate_argnums=0)
-
-    def compiled_step(self):
-        """`jit_step()` compiled ahead of time (see MetaTrainer.compiled_step)."""
-        options = {}
-        if self._mesh().devices.flat[0].platform == "cpu":
-            options["xla_backend_optimization_level"] = 1
-        return self.jit_step().lower(self.abstract_state()).compile(compiler_options=options)
 
     # --- one generation -------------------------------------------------------------------------
 

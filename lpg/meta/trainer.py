@@ -59,7 +59,7 @@ class MetaTrainState:
 
 
 @dataclasses.dataclass(frozen=True)
-class MetaTrainer:
+class MetaTrainer(sharding.ShardedProgram):
     """Static meta-training configuration.
 
     rule: the update rule being meta-learned (e.g. lpg.rules.lpg.LPG).
@@ -172,13 +172,6 @@ class MetaTrainer:
             skipped_updates=jnp.int32(0),
         )
 
-    @property
-    def num_devices(self) -> int:
-        return 1 if self.mesh is None else self.mesh.size
-
-    def _mesh(self) -> Mesh:
-        return sharding.single_device_mesh() if self.mesh is None else self.mesh
-
     # --- sharding -----------------------------------------------------------------------------
 
     def state_specs(self) -> MetaTrainState:
@@ -192,46 +185,6 @@ class MetaTrainer:
             step=P(),
             skipped_updates=P(),
         )
-
-    def state_shardings(self, abstract_state: MetaTrainState):
-        """NamedSharding per leaf of `abstract_state` (a state or its jax.eval_shape)."""
-        mesh = self._mesh()
-        specs = jax.tree.map(
-            lambda spec, sub: jax.tree.map(lambda _: spec, sub), self.state_specs(), abstract_state,
-            is_leaf=lambda x: isinstance(x, P))
-        return sharding.named(mesh, specs)
-
-    @functools.cached_property
-    def _unsharded_abstract_state(self) -> MetaTrainState:
-        return jax.eval_shape(self.init, jax.random.key(0))  # traced once per trainer
-
-    def abstract_state(self) -> MetaTrainState:
-        """The state's shapes, dtypes and shardings (for restoring a checkpoint onto the mesh)."""
-        abstract = self._unsharded_abstract_state
-        return sharding.abstract_with_sharding(abstract, self.state_shardings(abstract))
-
-    def jit_init(self):
-        """jit(init) whose output is laid out on the mesh (each device builds its own shards)."""
-        return jax.jit(self.init, out_shardings=self.state_shardings(self._unsharded_abstract_state))
-
-    def jit_step(self):
-        """jit(step) on the mesh, donating the incoming state (no copy of the population)."""
-        shardings = self.state_shardings(self._unsharded_abstract_state)
-        return jax.jit(self.step, in_shardings=(shardings,), out_shardings=(shardings, None),
-                       donate_argnums=0)
-
-    def compiled_step(self):
-        """`jit_step()` compiled ahead of time for this trainer's state layout: calling it never
-        retraces or recompiles (an input of another shape or sharding raises instead).
-
-        On CPU, LLVM runs at -O1 instead of -O2: measured side by side, the meta-step is as fast
-        (the time is in matmul library calls and simple fused loops) and the CPU default config
-        compiles ~2 s sooner (BUILD_NOTES.md).
-        """
-        options = {}
-        if self._mesh().devices.flat[0].platform == "cpu":
-            options["xla_backend_optimization_level"] = 1
-        return self.jit_step().lower(self.abstract_state()).compile(compiler_options=options)
 
     # --- the meta-step --------------------------------------------------------------------------
 
