@@ -176,6 +176,13 @@ def a2c_candidates(task: task_lib.Task, tuned: Mapping[str, Sequence[float]] | N
 # The hand-designed rules launch/train_agent.py tunes (experiments/configs/<kind>.py), with the
 # labels reports use for them.
 BASELINE_LABELS = {"a2c": "A2C", "ppo": "PPO"}
+# How reports name a learned rule, by KIND (unlisted kinds: the KIND in capitals).
+LEARNED_LABELS = {"lpg": "LPG", "lpg_v": "LPG-V", "epg": "EPG"}
+
+
+def learned_label(rule) -> str:
+    """The learned rule's column name in results.md and eval_final_returns.csv ("LPG", "EPG", ...)."""
+    return LEARNED_LABELS.get(rule.KIND, rule.KIND.upper())
 
 
 def baseline_rule(config) -> rules.base.UpdateRule:
@@ -310,9 +317,10 @@ def evaluate_rule_on_tasks(
       reward_scale: every rule trains on rewards × reward_scale (`envs.wrappers.transforms`; the
         task is then named "<name>-r<scale>" and returns are reported on the scaled rewards).
     Returns:
-      {task: {"LPG": Evaluation, "A2C": Evaluation, "comparison": Comparison (LPG vs A2C),
-              "a2c_source": "tuned" | "swept", "env_steps": int}} plus, with PPO,
-      "PPO": Evaluation and "comparison_ppo": Comparison (LPG vs PPO).
+      {task: {L: Evaluation, "A2C": Evaluation, "comparison": Comparison (L vs A2C),
+              "learned": L, "a2c_source": "tuned" | "swept", "env_steps": int}} plus, with PPO,
+      "PPO": Evaluation and "comparison_ppo": Comparison (L vs PPO); L = `learned_label(rule)`
+      ("LPG" for LPG, "EPG" for EPG, ...).
     """
     task_names = build.parse_tasks(tasks)
     if num_envs <= 0 or env_steps < 0:
@@ -321,6 +329,7 @@ def evaluate_rule_on_tasks(
         ppo_rule_and_candidates(envs.make(task_names[0]), num_envs=num_envs)
     os.makedirs(workdir, exist_ok=True)
     table = a2c_tuned.TUNED if a2c_tuned_table is None else a2c_tuned_table
+    learned = learned_label(rule)
     summary, rows = {}, []
     for task_name in task_names:
         task = transforms.scale_rewards(envs.make(task_name), reward_scale)
@@ -333,7 +342,7 @@ def evaluate_rule_on_tasks(
                       lifetimes_per_chunk=lifetimes_per_chunk)
         results = {
             "A2C": run_evaluation(task, a2c.A2C(), {}, a2c_cands, label="A2C", **kwargs),
-            "LPG": run_evaluation(task, rule, meta_params, lpg_cands, label="LPG", **kwargs),
+            learned: run_evaluation(task, rule, meta_params, lpg_cands, label=learned, **kwargs),
         }
         if with_ppo:
             ppo_rule, ppo_cands = ppo_rule_and_candidates(
@@ -342,11 +351,11 @@ def evaluate_rule_on_tasks(
         for rule_name, result in results.items():
             rows += final_return_rows(rule_name, result)
         plot_curves(os.path.join(workdir, name.replace("/", "_") + ".png"), name, results)
-        summary[name] = dict(results, comparison=evaluation.compare(results["LPG"], results["A2C"]),
-                             a2c_source=a2c_source, env_steps=budget.env_steps,
+        summary[name] = dict(results, comparison=evaluation.compare(results[learned], results["A2C"]),
+                             learned=learned, a2c_source=a2c_source, env_steps=budget.env_steps,
                              lifetime=task.lifetime_steps)
         if with_ppo:
-            summary[name]["comparison_ppo"] = evaluation.compare(results["LPG"], results["PPO"])
+            summary[name]["comparison_ppo"] = evaluation.compare(results[learned], results["PPO"])
     write_final_returns(os.path.join(workdir, "eval_final_returns.csv"), rows)
     placeholder = a2c_tuned_table is None and a2c_tuned.PLACEHOLDER
     lines = report_lines(summary, protocol, provenance=provenance, a2c_placeholder=placeholder)
@@ -361,19 +370,20 @@ def report_lines(summary: Mapping[str, dict], protocol: evaluation.Protocol, *,
     """results.md: the comparison table, the win/tie/loss line, notes and the selection tables."""
     p = protocol
     ci = f"{p.confidence:.0%} CI"
+    learned = next(iter(summary.values()), {}).get("learned", "LPG")  # one learned rule per report
     lines = [
-        f"# LPG vs A2C: final return on {len(p.report_seeds)} report seeds",
+        f"# {learned} vs A2C: final return on {len(p.report_seeds)} report seeds",
         "",
         f"Final return = mean of the last {p.final_fraction:.0%} of the episode-return curve "
         f"(window {p.curve_window} updates). Settings chosen on selection seeds "
         f"{_seed_text(p.selection_seeds)}; numbers from the disjoint report seeds "
         f"{_seed_text(p.report_seeds)} (seed i: the same environment, θ0 and keys for both rules). "
         f"Mean [{ci}], percentile bootstrap over seeds ({p.n_bootstrap:,} resamples); "
-        "difference = LPG − A2C paired per report seed; verdict win/loss when its CI excludes 0, "
+        f"difference = {learned} − A2C paired per report seed; verdict win/loss when its CI excludes 0, "
         f"else tie. Provenance: {provenance or {}}",
         "",
-        f"| task | env steps (of lifetime) | A2C mean [{ci}] (setting) | LPG mean [{ci}] (setting) "
-        f"| LPG − A2C [{ci}] | verdict | paper A2C | paper LPG |",
+        f"| task | env steps (of lifetime) | A2C mean [{ci}] (setting) | {learned} mean [{ci}] (setting) "
+        f"| {learned} − A2C [{ci}] | verdict | paper A2C | paper LPG |",
         "|---|---|---|---|---|---|---|---|",
     ]
     counts = {v: 0 for v in evaluation.VERDICTS}
@@ -384,16 +394,16 @@ def report_lines(summary: Mapping[str, dict], protocol: evaluation.Protocol, *,
         a2c_setting = res["A2C"].chosen + (", swept" if res["a2c_source"] == "swept" else ", tuned")
         lines.append(
             f"| {name} | {res['env_steps']:,} ({res['env_steps'] / res['lifetime']:.1%}) | "
-            f"{comparison.b} ({a2c_setting}) | {comparison.a} ({res['LPG'].chosen}) | "
+            f"{comparison.b} ({a2c_setting}) | {comparison.a} ({res[learned].chosen}) | "
             f"{comparison.difference} | {comparison.verdict} | {paper[0]:g} | {paper[2]:g} |")
     no_data = f" ({counts['n/a']} without data)" if counts["n/a"] else ""
-    lines += ["", f"LPG wins on {counts['win']}, ties on {counts['tie']}, loses on {counts['loss']} "
+    lines += ["", f"{learned} wins on {counts['win']}, ties on {counts['tie']}, loses on {counts['loss']} "
                   f"of {len(summary)} tasks{no_data}.", ""]
     with_ppo = [name for name, res in summary.items() if "PPO" in res]
     if with_ppo:
-        lines += [f"LPG vs PPO (PPO swept on the selection seeds: experiments/configs/ppo.py, "
+        lines += [f"{learned} vs PPO (PPO swept on the selection seeds: experiments/configs/ppo.py, "
                   f"{dict(ppo_config.get_config().ppo)}):", "",
-                  f"| task | PPO mean [{ci}] (setting) | LPG mean [{ci}] | LPG − PPO [{ci}] | verdict |",
+                  f"| task | PPO mean [{ci}] (setting) | {learned} mean [{ci}] | {learned} − PPO [{ci}] | verdict |",
                   "|---|---|---|---|---|"]
         ppo_counts = {v: 0 for v in evaluation.VERDICTS}
         for name in with_ppo:
@@ -401,11 +411,11 @@ def report_lines(summary: Mapping[str, dict], protocol: evaluation.Protocol, *,
             ppo_counts[comparison.verdict] += 1
             lines.append(f"| {name} | {comparison.b} ({summary[name]['PPO'].chosen}) | {comparison.a} | "
                          f"{comparison.difference} | {comparison.verdict} |")
-        lines += ["", f"LPG wins on {ppo_counts['win']}, ties on {ppo_counts['tie']}, loses on "
+        lines += ["", f"{learned} wins on {ppo_counts['win']}, ties on {ppo_counts['tie']}, loses on "
                       f"{ppo_counts['loss']} of {len(with_ppo)} tasks against PPO.", ""]
     swept = [name for name, res in summary.items() if res["a2c_source"] == "swept"]
     for name, res in summary.items():
-        for rule_name in [r for r in ("A2C", "PPO", "LPG") if r in res]:
+        for rule_name in [r for r in ("A2C", "PPO", learned) if r in res]:
             diverged = int(res[rule_name].report_diverged.sum())
             if diverged:
                 lines.append(f"{name}: {diverged} of {len(p.report_seeds)} {rule_name} report "
@@ -423,7 +433,7 @@ def report_lines(summary: Mapping[str, dict], protocol: evaluation.Protocol, *,
                                        if res["a2c_source"] == "tuned" else " (no tuned entry: swept)")
         if "PPO" in res:
             lines += selection_table_lines("PPO", res["PPO"], " (swept, experiments/configs/ppo.py)")
-        lines += selection_table_lines("LPG", res["LPG"])
+        lines += selection_table_lines(learned, res[learned])
     return lines
 
 

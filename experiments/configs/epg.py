@@ -16,6 +16,10 @@ Presets:
   hopper   brax/random_hopper-positional (gravity, friction, mass, thickness per lifetime), the
            paper's loss network, 128 updates of 128 steps per lifetime (16,384 steps, Table 1).
   reacher  brax/random_reacher-positional (link lengths), 512 updates per lifetime (65,536).
+  hopper_cpu, reacher_cpu
+           the same families sized for 2 CPU cores (about 20 s per generation on one core):
+           the paper's loss network, 8 streams × 32 updates of 128 steps (32,768 steps) per
+           lifetime, 16 candidates, 150 generations, α annealed over the first 50.
   paper    the paper's scale for accelerators: hopper family, 64 antithetic candidates (the
            paper's 256 workers share 64 noise vectors), σ = 0.01, Adam 1e-2, 3000 generations.
 Any value can be overridden on the command line, e.g. --config.meta.steps=100.
@@ -24,7 +28,7 @@ Configuration only: no jax calls here.
 
 import ml_collections
 
-PRESETS = ("cpu", "hopper", "reacher", "paper")
+PRESETS = ("cpu", "hopper", "hopper_cpu", "reacher", "reacher_cpu", "paper")
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -105,6 +109,12 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         c.meta.es.population = 16
         c.meta.es.sigma = 0.02
         c.meta.es.anneal = "pg_guidance:1:0:100"
+    elif preset in ("hopper_cpu", "reacher_cpu"):
+        family = "hopper" if preset == "hopper_cpu" else "reacher"
+        c.meta.tasks = c.eval.tasks = f"brax/random_{family}-positional"
+        c.meta.lifetime_steps = 32 * 128 * 8
+        c.meta.steps = 150
+        c.meta.es.anneal = "pg_guidance:1:0:50"
     elif preset == "reacher":
         c.meta.tasks = c.eval.tasks = "brax/random_reacher-positional"
         c.meta.lifetime_steps = 65_536 * 8

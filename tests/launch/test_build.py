@@ -236,7 +236,7 @@ def epg_with_value(key, value, preset="cpu"):
     return ml_collections.ConfigDict(d)
 
 
-@pytest.mark.parametrize("preset", ["cpu", "hopper", "reacher", "paper"])
+@pytest.mark.parametrize("preset", epg_configs.PRESETS)
 def test_epg_presets_pass_validation(preset):
     build.validate_config(epg_with_value("seed", 0, preset))
 

@@ -18,6 +18,7 @@ from experiments.configs import lpg as lpg_configs
 from launch import checkpoints
 from launch import eval_report
 from lpg import evaluation
+from lpg import rules
 from lpg.rules import lpg as lpg_rule
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -118,6 +119,18 @@ def test_evaluate_trained_rule_writes_the_paired_report(tmp_path):
     assert "LPG wins on" in text and "of 1 tasks." in text
     assert "no tuned entry" in text and "### chain/short" in text
     assert (out / "chain_short.png").stat().st_size > 0
+    # Another learned rule is reported under its own name (here the same results relabelled EPG).
+    relabelled = {"chain/short": {**{k: v for k, v in res.items() if k != "LPG"},
+                                  "EPG": res["LPG"], "learned": "EPG"}}
+    epg_text = "\n".join(eval_report.report_lines(relabelled, res["LPG"].protocol))
+    assert "# EPG vs A2C" in epg_text and "| EPG − A2C" in epg_text and "EPG wins on" in epg_text
+    assert "LPG mean" not in epg_text and "LPG wins" not in epg_text
+
+
+def test_learned_rules_are_labelled_by_kind():
+    assert eval_report.learned_label(rules.make_rule("lpg", {"hidden_size": 8, "y_dim": 4})) == "LPG"
+    assert eval_report.learned_label(rules.make_rule(
+        "epg", {"obs_size": 1, "action_size": 2, "discrete": True, "num_envs": 2})) == "EPG"
 
 
 def test_evaluate_with_ppo_adds_a_swept_ppo_and_its_own_comparison(tmp_path):
