@@ -7,16 +7,17 @@ import ml_collections
 import numpy as np
 import pytest
 
+from experiments.configs import epg as epg_configs
 from experiments.configs import lpg as lpg_configs
 from launch import build
 
 NAN, INF = math.nan, math.inf
 
 
-def with_value(key: str, value, preset: str = "cpu") -> ml_collections.ConfigDict:
-    """The preset with config.`key` = `value`, built from a plain dict: ml_collections' own type
-    checks would refuse some of these values on assignment, a config loaded from JSON would not."""
-    d = lpg_configs.get_config(preset).to_dict()
+def with_value(key: str, value, preset: str = "cpu", configs=lpg_configs) -> ml_collections.ConfigDict:
+    """`configs`' preset with config.`key` = `value`, built from a plain dict: ml_collections' own
+    type checks would refuse some of these values on assignment, a config loaded from JSON would not."""
+    d = configs.get_config(preset).to_dict()
     *sections, name = key.split(".")
     node = d
     for section in sections:
@@ -225,15 +226,7 @@ def test_presets_pass_validation(preset):
 
 
 def epg_with_value(key, value, preset="cpu"):
-    from experiments.configs import epg as epg_configs  # pylint: disable=g-import-not-at-top
-
-    d = epg_configs.get_config(preset).to_dict()
-    *sections, name = key.split(".")
-    node = d
-    for section in sections:
-        node = node[section]
-    node[name] = value
-    return ml_collections.ConfigDict(d)
+    return with_value(key, value, preset, configs=epg_configs)
 
 
 @pytest.mark.parametrize("preset", epg_configs.PRESETS)
