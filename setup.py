@@ -26,6 +26,7 @@ INSTALL_REQUIRES = [
     "gymnax==1.0.1",
     "six==1.17.0",  # gymnax imports it without declaring it
     "evosax==0.3.2",
+    "flashbax==0.1.3",  # lpg/replay.py: replay buffers of off-policy agents (TD3, MetaGenRL)
     "matplotlib==3.11.2",
     "tqdm==4.70.1",
     "tensorboardX==2.6.5",

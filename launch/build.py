@@ -22,7 +22,9 @@ from lpg.meta import objective as objective_lib
 from lpg.meta import population
 from lpg.meta import sharding
 from lpg.meta import trainer as trainer_lib
+from lpg.rules import base as rules_base
 from lpg.rules import lpg as lpg_rule
+from lpg.rules import lpg_v as lpg_v_rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +64,14 @@ COUNT = Range(low=1, integer=True)  # sizes, step counts, intervals
 INTEGER = Range(integer=True)
 
 # Every numeric entry of an LPG config (experiments/configs/lpg.py) and what it may hold.
+# config.rule.kind: which learned rule the config meta-trains ("lpg" when absent, as in configs
+# saved before LPG-V): LPG, or LPG-V (lpg/rules/lpg_v.py: π̂ only, a TD(λ) value instead of y).
+RULE_KINDS = ("lpg", "lpg_v")
 RULE_RANGES = {  # config.rule (also checked alone, for a rule saved without its experiment)
     "hidden_size": COUNT,
-    "y_dim": COUNT,
 }
+RULE_RANGES_OF_KIND = {"lpg": {"y_dim": COUNT}, "lpg_v": {}}
+RULE_LIST_RANGES_OF_KIND = {"lpg": {}, "lpg_v": {"value_costs": POSITIVE}}  # LPG-V's α_V grid
 CONFIG_RANGES = {
     "objective.y_entropy_cost": NON_NEGATIVE,
     "objective.pi_hat_l2_cost": NON_NEGATIVE,
@@ -146,13 +152,26 @@ def check_list_range(key: str, values, allowed: Range) -> None:
                          f"{allowed.describe()}, got {values!r}")
 
 
+def rule_kind_of(rule_config) -> str:
+    """config.rule.kind ("lpg" when absent), checked."""
+    kind = rule_config.get("kind", "lpg")
+    if kind not in RULE_KINDS:
+        raise ValueError(f"config.rule.kind must be one of {RULE_KINDS}, got {kind!r}")
+    return kind
+
+
 def check_rule_config(rule_config) -> None:
-    """Validates a rule config (config.rule, or the one saved with a rule)."""
-    for name, allowed in RULE_RANGES.items():
+    """Validates a rule config (config.rule, or the one saved with a rule); only the entries the
+    rule's kind reads (LPG-V has no y, LPG no α_V grid)."""
+    kind = rule_kind_of(rule_config)
+    for name, allowed in {**RULE_RANGES, **RULE_RANGES_OF_KIND[kind]}.items():
         check_range(f"rule.{name}", _lookup(rule_config, name, "rule."), allowed)
-    y_softmax = _lookup(rule_config, "y_softmax", "rule.")
-    if not isinstance(y_softmax, bool):
-        raise ValueError(f"config.rule.y_softmax must be True or False, got {y_softmax!r}")
+    for name, allowed in RULE_LIST_RANGES_OF_KIND[kind].items():
+        check_list_range(f"rule.{name}", _lookup(rule_config, name, "rule."), allowed)
+    if kind == "lpg":
+        y_softmax = _lookup(rule_config, "y_softmax", "rule.")
+        if not isinstance(y_softmax, bool):
+            raise ValueError(f"config.rule.y_softmax must be True or False, got {y_softmax!r}")
     # Rules saved before matmul_dtype existed were float32.
     matmul_dtype = rule_config.get("matmul_dtype", "float32")
     if matmul_dtype not in lpg_rule.MATMUL_DTYPES:
@@ -165,11 +184,16 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
     Cheap (no jax work), so a launcher refuses bad input before it builds or touches anything.
     num_devices: the population mesh size the lifetimes must split over.
     The trainer adds checks that need its derived values (e.g. a meta-step longer than a lifetime).
-    An EPG config (config.method == "epg") is checked by launch/build_epg.py.
+    An EPG config (config.method == "epg") is checked by launch/build_epg.py, a MetaGenRL config
+    (config.method == "metagenrl") by launch/build_metagenrl.py.
     """
     if method_of(config) == "epg":
         from launch import build_epg  # pylint: disable=g-import-not-at-top  (it imports this module)
         build_epg.validate_config(config, num_devices)
+        return
+    if method_of(config) == "metagenrl":
+        from launch import build_metagenrl  # pylint: disable=g-import-not-at-top  (it imports this module)
+        build_metagenrl.validate_config(config, num_devices)
         return
     check_rule_config(_lookup(config, "rule"))
     for key, allowed in CONFIG_RANGES.items():
@@ -207,7 +231,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int = 1) -> 
                          f"device(s): {err}") from None
 
 
-METHODS = ("lpg", "epg")
+METHODS = ("lpg", "epg", "metagenrl")
 
 
 def method_of(config) -> str:
@@ -286,8 +310,14 @@ def parse_tasks(names: str) -> tuple[str, ...]:
     return tasks
 
 
-def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
+def make_rule(rule_config: ml_collections.ConfigDict) -> rules_base.UpdateRule:
+    """The learned rule of config.rule (its `kind`: LPG or LPG-V), after `check_rule_config`."""
     check_rule_config(rule_config)
+    if rule_kind_of(rule_config) == "lpg_v":
+        return lpg_v_rule.LPGV(
+            hidden_size=int(rule_config.hidden_size),
+            matmul_dtype=str(rule_config.get("matmul_dtype", "float32")),
+            value_costs=tuple(float(c) for c in rule_config.value_costs))
     return lpg_rule.LPG(
         hidden_size=int(rule_config.hidden_size), y_dim=int(rule_config.y_dim),
         y_softmax=bool(rule_config.y_softmax),
@@ -298,14 +328,19 @@ def make_rule(rule_config: ml_collections.ConfigDict) -> lpg_rule.LPG:
 def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.MetaTrainer | es_lib.ESTrainer:
     """Builds the meta-trainer of an LPG config (first `validate_config`: ValueError naming any bad
     value): a `MetaTrainer` (truncated backprop) or, with config.meta.estimator = "es", an
-    `ESTrainer` (OpenAI-ES over whole lifetimes of meta.lifetime_scale × the task's lifetime).
+    `ESTrainer` (OpenAI-ES over whole lifetimes of meta.lifetime_scale × the task's lifetime), of
+    the rule config.rule.kind names (LPG, or LPG-V).
 
     mesh: the population mesh (lpg.meta.sharding.population_mesh()); None: the default device.
-    An EPG config (config.method == "epg") builds through launch/build_epg.py.
+    An EPG config (config.method == "epg") builds through launch/build_epg.py, a MetaGenRL config
+    through launch/build_metagenrl.py.
     """
     if method_of(config) == "epg":
         from launch import build_epg  # pylint: disable=g-import-not-at-top  (it imports this module)
         return build_epg.make_trainer(config, mesh)
+    if method_of(config) == "metagenrl":
+        from launch import build_metagenrl  # pylint: disable=g-import-not-at-top  (it imports this module)
+        return build_metagenrl.make_trainer(config, mesh)
     validate_config(config, 1 if mesh is None else mesh.size)
     meta = config.meta
     estimator = estimator_of(config)
@@ -344,7 +379,8 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> trainer_lib.Me
             y_entropy_cost=float(config.objective.y_entropy_cost),
             pi_hat_l2_cost=float(config.objective.pi_hat_l2_cost),
             y_hat_l2_cost=float(config.objective.y_hat_l2_cost),
-            y_softmax=rule.y_softmax,
+            # H(y) needs a softmax y; LPG-V has no y (and no ŷ): β1, β3 then have nothing to act on.
+            y_softmax=bool(getattr(rule, "y_softmax", False)),
         ),
         num_updates=int(meta.num_updates),
         unroll_length=int(meta.unroll_length),

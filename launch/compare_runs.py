@@ -1,9 +1,10 @@
-"""Paired comparison of two rules from two `launch.evaluate` runs of the same protocol.
+"""Paired comparison of two rules from two `launch.evaluate` or `launch.train_agent` runs of the
+same protocol.
 
     python -m launch.compare_runs --a runs/eval_es --a_rule LPG --label_a "LPG (ES)" \
         --b runs/eval_backprop --b_rule LPG --label_b "LPG (backprop)" --out runs/es_vs_backprop.md
 
-Each run's `eval_final_returns.csv` holds one final return per (task, rule, setting, seed, role);
+Each run's `eval_final_returns.csv` (launch.evaluate) or `final_returns.csv` (launch.train_agent) holds one final return per (task, rule, setting, seed, role);
 for every task in both runs, the report-seed returns of rule `a_rule` in run A and of `b_rule` in
 run B are paired by seed (lpg/evaluation.py: same tasks, environments, θ0 and keys per seed when
 both runs used the same --seed and report seeds) and summarised as mean [95% bootstrap CI] each
@@ -34,10 +35,13 @@ _OUT = flags.DEFINE_string("out", "", "Also write the markdown table here.")
 
 
 def report_returns(workdir: str, rule: str) -> dict[str, dict[int, float]]:
-    """{task: {seed: final return}} of `rule`'s report seeds in a launch.evaluate workdir."""
-    path = os.path.join(workdir, "eval_final_returns.csv")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: is {workdir} a launch.evaluate workdir?")
+    """{task: {seed: final return}} of `rule`'s report seeds in a launch.evaluate (or
+    launch.train_agent) workdir."""
+    paths = [os.path.join(workdir, name) for name in ("eval_final_returns.csv", "final_returns.csv")]
+    path = next((p for p in paths if os.path.isfile(p)), None)
+    if path is None:
+        raise FileNotFoundError(f"neither of {paths} exists: is {workdir} a launch.evaluate or "
+                                "launch.train_agent workdir?")
     out = collections.defaultdict(dict)
     with open(path, newline="") as f:
         for row in csv.DictReader(f):

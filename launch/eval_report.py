@@ -151,11 +151,19 @@ def a2c_hyper(learning_rate, value_cost, entropy_cost, discount, td_lambda) -> t
 
 def a2c_sweep(task: task_lib.Task, *, learning_rates: Sequence[float] = (),
               value_costs: Sequence[float], entropy_costs: Sequence[float], discount: float,
-              td_lambda: float) -> dict[str, types.HyperParams]:
-    """A2C's sweep: α_lr (empty: the task's grid) × value_cost × entropy_cost."""
-    base = a2c_hyper(0.0, 0.0, 0.0, discount, td_lambda)
-    return evaluation.hyper_grid(base, learning_rate=tuple(learning_rates) or task.learning_rates,
-                                 value_cost=tuple(value_costs), entropy_cost=tuple(entropy_costs))
+              td_lambda: float, discounts: Sequence[float] = (),
+              rule_grid: Mapping[str, Sequence[float]] | None = None) -> dict[str, types.HyperParams]:
+    """A2C's sweep: α_lr (empty: the task's grid) × value_cost × entropy_cost, then × γ when
+    `discounts` are given (else γ = `discount`; metagrad: its initial γ) and × each grid of
+    `rule_grid` (the rule's `hyper_grid`; metagrad: η's step size β)."""
+    rule_grid = dict(rule_grid or {})
+    base = a2c_hyper(0.0, 0.0, 0.0, discount, td_lambda).replace(rule={name: 0.0 for name in rule_grid})
+    axes = dict(learning_rate=tuple(learning_rates) or task.learning_rates,
+                value_cost=tuple(value_costs), entropy_cost=tuple(entropy_costs))
+    if discounts:
+        axes["discount"] = tuple(discounts)
+    axes.update({name: tuple(grid) for name, grid in rule_grid.items()})
+    return evaluation.hyper_grid(base, **axes)
 
 
 def a2c_candidates(task: task_lib.Task, tuned: Mapping[str, Sequence[float]] | None = None,
@@ -173,9 +181,10 @@ def a2c_candidates(task: task_lib.Task, tuned: Mapping[str, Sequence[float]] | N
                      entropy_costs=sweep.entropy_costs, discount=discount, td_lambda=td_lambda), "swept"
 
 
-# The hand-designed rules launch/train_agent.py tunes (experiments/configs/<kind>.py), with the
-# labels reports use for them.
-BASELINE_LABELS = {"a2c": "A2C", "ppo": "PPO"}
+# The rules without meta-parameters that launch/train_agent.py tunes (experiments/configs/<kind>.py),
+# with the labels reports use for them: the hand-designed ones and metagrad, whose γ, λ are
+# learned within each lifetime (per-lifetime rule state, not meta-parameters).
+BASELINE_LABELS = {"a2c": "A2C", "ppo": "PPO", "metagrad": "MetaGrad"}
 # How reports name a learned rule, by KIND (unlisted kinds: the KIND in capitals).
 LEARNED_LABELS = {"lpg": "LPG", "lpg_v": "LPG-V", "epg": "EPG"}
 
@@ -186,8 +195,9 @@ def learned_label(rule) -> str:
 
 
 def baseline_rule(config) -> rules.base.UpdateRule:
-    """The hand-designed rule config.rule names, built from the config section of that name
-    (config.ppo for PPO; A2C has none). Bad values: ValueError naming them."""
+    """The rule config.rule names (one of BASELINE_LABELS), built from the config section of that
+    name (config.ppo for PPO, config.metagrad for MetaGrad; A2C has none). Bad values: ValueError
+    naming them."""
     kind = config.get("rule", "a2c")
     if kind not in BASELINE_LABELS:
         raise ValueError(f"config.rule must be one of {tuple(BASELINE_LABELS)}, got {kind!r}")
@@ -212,7 +222,8 @@ def ppo_rule_and_candidates(task: task_lib.Task, *, num_envs: int, discount: flo
 
 def run_evaluation(task, rule, meta_params, candidates, protocol, budget, *, label: str,
                    updates_per_chunk: int | None = 50, lifetimes_per_call: int | None = None,
-                   lifetimes_per_chunk: int | None = None) -> evaluation.Evaluation:
+                   lifetimes_per_chunk: int | None = None,
+                   extra_stats: Sequence[str] = ()) -> evaluation.Evaluation:
     """`evaluation.evaluate` with a progress bar and a log line."""
     start = time.perf_counter()
     total = evaluation.work(len(candidates), protocol, budget)
@@ -221,7 +232,7 @@ def run_evaluation(task, rule, meta_params, candidates, protocol, budget, *, lab
         result = evaluation.evaluate(
             task, rule, meta_params, candidates, protocol, budget,
             updates_per_chunk=updates_per_chunk, lifetimes_per_call=lifetimes_per_call,
-            lifetimes_per_chunk=lifetimes_per_chunk, progress=bar.update)
+            lifetimes_per_chunk=lifetimes_per_chunk, progress=bar.update, extra_stats=extra_stats)
     logging.info("%s %s: chose %s, report final %s (%.0fs)", task.name, label, result.chosen,
                  result.summary(), time.perf_counter() - start)
     return result

@@ -42,6 +42,9 @@ _SEED = flags.DEFINE_integer("seed", 0, "Base PRNG seed every lifetime key is fo
 _ENV_STEPS = flags.DEFINE_integer(
     "env_steps", 150_000, "Env steps per agent lifetime (0: the task's lifetime).")
 _NUM_ENVS = flags.DEFINE_integer("num_envs", 16, "Parallel environments per agent.")
+_UNROLL_LENGTH = flags.DEFINE_integer(
+    "unroll_length", 20, "Env steps per environment between two agent updates (T; EPG's M), for "
+    "every rule: learned rules should be evaluated at the T they were meta-trained with.")
 _DISCOUNT = flags.DEFINE_float("discount", 0.99, "γ of LPG (and of A2C where it is swept).")
 _UPDATES_PER_CHUNK = flags.DEFINE_integer("updates_per_chunk", 50, "Agent updates per jitted call.")
 _PPO = flags.DEFINE_bool(
@@ -72,6 +75,7 @@ def validate_flags() -> evaluation.Protocol:
     checks = [
         (_ENV_STEPS, _ENV_STEPS.value >= 0, "must be >= 0 (0: the task's lifetime)"),
         (_NUM_ENVS, _NUM_ENVS.value > 0, "must be > 0"),
+        (_UNROLL_LENGTH, _UNROLL_LENGTH.value > 0, "must be > 0"),
         (_DISCOUNT, 0 < _DISCOUNT.value <= 1, "must be in (0, 1]"),
         (_UPDATES_PER_CHUNK, _UPDATES_PER_CHUNK.value > 0, "must be > 0"),
         (_LIFETIMES_PER_CHUNK, _LIFETIMES_PER_CHUNK.value >= 0, "must be >= 0 (0: no chunking)"),
@@ -109,7 +113,7 @@ def main(argv):
     eval_report.evaluate_rule_on_tasks(
         rule, meta_params, tasks=_TASKS.value, protocol=protocol, env_steps=_ENV_STEPS.value,
         num_envs=_NUM_ENVS.value, workdir=_WORKDIR.value, discount=_DISCOUNT.value,
-        updates_per_chunk=_UPDATES_PER_CHUNK.value,
+        unroll_length=_UNROLL_LENGTH.value, updates_per_chunk=_UPDATES_PER_CHUNK.value,
         lifetimes_per_chunk=_LIFETIMES_PER_CHUNK.value or None, provenance=provenance,
         with_ppo=_PPO.value, reward_scale=_REWARD_SCALE.value)
 

@@ -70,6 +70,16 @@ _CPU_COLLECTIVES = flags.DEFINE_enum(
     "Cross-process collectives for CPU devices (multi-process CPU runs need gloo or mpi).")
 
 
+def lifetimes_per_task(config) -> int:
+    """How many lifetimes (agents, ES candidates) of each task the config's population holds."""
+    if config.get("method") == "metagenrl":  # meta.num_agents in total, split over meta.tasks
+        tasks = [name for name in str(config.meta.tasks).split(",") if name.strip()]
+        return int(config.meta.num_agents) // max(1, len(tasks))
+    if config.meta.get("estimator") == "es":
+        return int(config.meta.es.population)
+    return int(config.meta.lifetimes_per_task)
+
+
 def split_cpu_into_devices(lifetimes_per_task: int) -> int:
     """Sets XLA_FLAGS so the CPU backend has several devices (before JAX starts); returns how many
     (0: left alone). Other backends are unaffected: the mesh uses the default backend's devices."""
@@ -120,8 +130,7 @@ def main(argv):
     if _CPU_DEVICES.value < -1:
         raise app.UsageError(f"--cpu_devices must be -1 (auto), 0 (off) or positive, got {_CPU_DEVICES.value}")
     config = _CONFIG.value
-    split_cpu_into_devices(int(config.meta.es.population if config.meta.get("estimator") == "es"
-                               else config.meta.lifetimes_per_task))
+    split_cpu_into_devices(lifetimes_per_task(config))
     if _MULTIHOST.value:
         initialize_distributed()
     import jax  # pylint: disable=g-import-not-at-top

@@ -5,7 +5,8 @@ One agent update (`learner_step` = `unroll` + `agent_update`) is
   2. evaluate the network once on the T+1 observations, keeping its VJP (`jax.vjp`), and on the
      T true successor states (bootstrap values and y(s_{t+1}) at episode ends);
   3. ask the rule for targets (π̂, ŷ, value target): a function of the meta-parameters η and
-     of the rule's per-lifetime state (`AgentState.rule_state`, updated after the step);
+     of the rule's per-lifetime state (`AgentState.rule_state`: first adapted online by
+     `rule.adapt_state`, a no-op except for rules like metagrad, updated after the step);
   4. differentiate the rule's loss w.r.t. the *network outputs* with the targets held fixed,
      and pull that back through the VJP to θ: Δθ ∝ E[∇_θ log π_θ(a|s) π̂ − α_y ∇_θ KL(y_θ(s)‖ŷ)]
      treats π̂ and ŷ as constants w.r.t. θ (Eq. 2), yet nothing stops the gradient, so
@@ -313,13 +314,17 @@ def agent_update(
     # Outputs on the true successor states (differ from agent_out[1:] only where an episode
     # ended): inputs of the targets only, so no VJP; θ still carries the meta-gradient.
     next_out = agent.apply(agent_state.params, rollout.next_observations, rollout.action_mask)
-    rule_state = agent_state.rule_state
-    targets = rule.targets(meta_params, rule_state, rollout, agent_out, next_out, hyper)
 
-    if rule.num_epochs * rule.num_minibatches > 1:
-        new_state, loss, grad_norm, logs = _minibatch_updates(
-            rule, agent, meta_params, agent_state, rollout, targets, hyper, key)
-    else:
+    def update_with(rule_state):
+        """Steps 3–5 from the current θ with `rule_state`: (AgentState, targets, loss,
+        grad_norm, logs); the returned AgentState still holds the old rule state."""
+        targets = rule.targets(meta_params, rule_state, rollout, agent_out, next_out, hyper)
+        if rule.num_epochs * rule.num_minibatches > 1:
+            new_state, loss, grad_norm, logs = _minibatch_updates(
+                rule, agent, meta_params, agent_state.replace(rule_state=rule_state), rollout,
+                targets, hyper, key)
+            return new_state, targets, loss, grad_norm, logs
+
         def loss_of_outputs(out: types.AgentOutput):
             # `targets` is closed over: constant for this gradient (Eq. 2), but still a traced
             # function of meta_params, so an outer jax.grad reaches η through it (and through the
@@ -328,8 +333,16 @@ def agent_update(
 
         (loss, logs), out_grad = jax.value_and_grad(loss_of_outputs, has_aux=True)(agent_out)
         (grads,) = pullback(out_grad)
-        grad_norm = global_norm(grads)
         new_state = apply_gradients(agent, agent_state, grads, hyper.learning_rate)
+        return new_state, targets, loss, global_norm(grads), logs
+
+    # Rules that learn their state online from this very update (metagrad's γ, λ) get it as
+    # functions; every other rule returns its state untouched and nothing extra is traced.
+    rule_state = rule.adapt_state(
+        meta_params, agent_state.rule_state, rollout, agent_out, next_out, hyper,
+        params_vjp=lambda out_cotangent: pullback(out_cotangent)[0],
+        update_params=lambda state: update_with(state)[0].params)
+    new_state, targets, loss, grad_norm, logs = update_with(rule_state)
     new_state = new_state.replace(
         rule_state=rule.update_state(meta_params, rule_state, rollout, agent_out, targets, hyper))
 

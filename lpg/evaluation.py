@@ -134,8 +134,8 @@ def lifetime_keys(base_seed: int, seeds: Sequence[int]) -> tuple[jax.Array, jax.
 
 
 # Short names of HyperParams fields in setting names (SPEC notation).
-SYMBOLS = {"learning_rate": "α_lr", "y_cost": "α_y", "value_cost": "c_V", "entropy_cost": "c_H",
-           "discount": "γ", "td_lambda": "λ"}
+SYMBOLS = {"learning_rate": "α_lr", "y_cost": "α_y", "v_cost": "α_V", "value_cost": "c_V",
+           "entropy_cost": "c_H", "discount": "γ", "td_lambda": "λ", "meta_lr": "β"}
 
 
 def setting_name(values: Mapping[str, float]) -> str:
@@ -285,10 +285,14 @@ class LifetimeRunner:
                ) -> tuple[np.ndarray, np.ndarray]:
         """([C, S, U] windowed mean episode return per update (`training.mean_episode_return`),
         [C, S] whether the lifetime diverged (a non-finite loss at some update))."""
-        stats = self.stats(meta_params, hypers, seeds, progress)
-        with jax.debug_nans(False):  # NaN before a lifetime's first episode is by design
-            curves = np.asarray(training.mean_episode_return(stats, window=curve_window))
-        return curves, stats["nonfinite"].any(axis=-1)
+        return curves_of(self.stats(meta_params, hypers, seeds, progress), curve_window)
+
+
+def curves_of(stats: Mapping[str, np.ndarray], curve_window: int) -> tuple[np.ndarray, np.ndarray]:
+    """`LifetimeRunner.curves` from the runner's `stats` ([C, S, U] each)."""
+    with jax.debug_nans(False):  # NaN before a lifetime's first episode is by design
+        curves = np.asarray(training.mean_episode_return(stats, window=curve_window))
+    return curves, stats["nonfinite"].any(axis=-1)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # array fields: no ==
@@ -305,6 +309,8 @@ class Evaluation:
     report_curves: [S_rep, U] their curves.
     report_diverged: [S_rep] bool.
     env_steps: [U] environment steps per lifetime at each curve point.
+    report_stats: {name: [S_rep, U]} the chosen setting's per-update `extra_stats` on the report
+      seeds (e.g. metagrad's learned γ and λ); empty unless asked for.
     """
 
     task: str
@@ -319,6 +325,7 @@ class Evaluation:
     report_curves: np.ndarray
     report_diverged: np.ndarray
     env_steps: np.ndarray
+    report_stats: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
     @property
     def selection_table(self) -> dict[str, float]:
@@ -368,6 +375,7 @@ def evaluate(
     lifetimes_per_call: int | None = None,
     lifetimes_per_chunk: int | None = None,
     progress: Callable[[int], None] | None = None,
+    extra_stats: Sequence[str] = (),
 ) -> Evaluation:
     """Selects a setting on the selection seeds (`select`), then trains it on the report seeds.
 
@@ -384,6 +392,8 @@ def evaluate(
       lifetimes_per_chunk: None vmaps a call's lifetimes; n: `lax.map` chunks of n.
       progress: called with lifetime-updates completed; the total is
         `work(len(candidates), protocol, budget)`.
+      extra_stats: per-update stats of the agent update (the rule's logs) to keep for the
+        report seeds (`Evaluation.report_stats`).
     Returns:
       Evaluation.
     """
@@ -394,7 +404,7 @@ def evaluate(
     runner = LifetimeRunner(
         task, rule, budget, lifetimes_per_call=lifetimes_per_call or len(protocol.report_seeds),
         updates_per_chunk=updates_per_chunk, lifetimes_per_chunk=lifetimes_per_chunk,
-        base_seed=protocol.base_seed)
+        base_seed=protocol.base_seed, extra_stats=extra_stats)
     curves = functools.partial(runner.curves, meta_params, curve_window=protocol.curve_window,
                                progress=progress)
     shape = (len(hypers), len(protocol.selection_seeds))
@@ -404,14 +414,16 @@ def evaluate(
     else:
         selection_final, selection_diverged = np.full(shape, np.nan), np.zeros(shape, bool)
     best = select(selection_final, selection_diverged)
-    report_curves, report_diverged = curves([hypers[best]], protocol.report_seeds)
+    report_stats = runner.stats(meta_params, [hypers[best]], protocol.report_seeds, progress)
+    report_curves, report_diverged = curves_of(report_stats, protocol.curve_window)
     return Evaluation(
         task=task.name, protocol=protocol, candidates=names, candidate_hypers=tuple(hypers),
         selection_final=selection_final,
         selection_diverged=selection_diverged, chosen=names[best], chosen_hyper=hypers[best],
         report_final=final_returns(report_curves[0], protocol.final_fraction),
         report_curves=report_curves[0], report_diverged=report_diverged[0],
-        env_steps=budget.env_steps_per_point)
+        env_steps=budget.env_steps_per_point,
+        report_stats={name: report_stats[name][0] for name in extra_stats})
 
 
 def work(num_candidates: int, protocol: Protocol, budget: Budget) -> int:

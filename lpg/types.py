@@ -97,7 +97,7 @@ class HyperParams:
     learning_rate: α_lr, the agent optimiser's step size.
     discount: γ.
     entropy_cost: policy-entropy bonus (A2C) / β0 of the meta-objective (Eq. 4).
-    value_cost: weight of the value loss (A2C, LPG-V, Eq. 7 baseline).
+    value_cost: weight of the value loss (A2C, PPO; LPG-V has its own α_V in `rule`).
     td_lambda: λ of the λ-returns.
     rule: the rule's own per-lifetime hyperparameters, by name (`UpdateRule.hyper_grid`), e.g.
       LPG's {"y_cost": α_y}; empty for rules without any.

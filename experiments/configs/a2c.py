@@ -46,6 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.sweep.learning_rates = ()  # α_lr; empty: the task's grid (tabular {20, 40, 80})
     config.sweep.value_costs = (0.01, 0.05, 0.2)  # c_V; tabular value step = α_lr · c_V
     config.sweep.entropy_costs = (0.01, 0.05)  # c_H
+    config.sweep.discounts = ()  # γ; empty: config.hyper.discount only (e.g. "(0.9,0.99)" sweeps it)
 
     config.hyper = ml_collections.ConfigDict()  # fixed for every setting of the sweep
     config.hyper.discount = 0.99

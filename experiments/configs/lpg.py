@@ -16,6 +16,13 @@ Presets:
   grids_chains  5 tabular grids + 4 tabular delayed chains.
   paper         the paper's scale for accelerators: LSTM-256, m = 30, 960 lifetimes over all 15
                 tasks, 64 envs per lifetime, full lifetimes.
+Fig. 7 (ablations) and the LPG-V baseline, each `tabular` with exactly one thing changed
+(FIG7_CHANGES; experiments/fig7_ablations.py trains and evaluates them all beside `tabular`):
+  ablate_no_softmax    y ∈ R^m with ‖y − ŷ‖² instead of a softmax y with KL (rule.y_softmax).
+  ablate_no_y_entropy  no H(y) regulariser in Eq. 4 (β1 = 0).
+  ablate_no_l2         no L2 regularisers on π̂ and ŷ in Eq. 4 (β2 = β3 = 0).
+  ablate_fixed_hyper   fixed α per task (the middle of each grid) instead of the bandit.
+  lpg_v                LPG-V: only π̂ is learned, from a value function trained by TD(λ) (no y).
 Any value can be overridden on the command line, e.g. --config.meta.steps=100.
 Configuration only: no jax calls here.
 """
@@ -28,23 +35,44 @@ TABULAR_CHAINS = ("chain/short", "chain/short_noisy", "chain/long", "chain/long_
 RANDOM_GRIDS = ("random/dense", "random/long_horizon", "random/small", "random/small_sparse",
                 "random/very_dense")
 ALL_TASKS = TABULAR_GRIDS + RANDOM_GRIDS + TABULAR_CHAINS + ("chain/distractor",)
-PRESETS = ("cpu", "tabular", "tabular_es", "grids_chains", "paper")
+# Fig. 7: preset -> {config key: value} applied to `tabular` (the one thing each one changes).
+FIG7_BASE = "tabular"
+FIG7_CHANGES = {
+    "ablate_no_softmax": {"rule.y_softmax": False},
+    "ablate_no_y_entropy": {"objective.y_entropy_cost": 0.0},
+    "ablate_no_l2": {"objective.pi_hat_l2_cost": 0.0, "objective.y_hat_l2_cost": 0.0},
+    "ablate_fixed_hyper": {"bandit.enabled": False},
+    "lpg_v": {"rule.kind": "lpg_v"},
+}
+PRESETS = ("cpu", "tabular", "tabular_es", "grids_chains", "paper") + tuple(FIG7_CHANGES)
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     if preset not in PRESETS:
         raise ValueError(f"unknown LPG config preset {preset!r}; allowed: {PRESETS}")
+    if preset in FIG7_CHANGES:
+        c = get_config(FIG7_BASE)
+        c.preset = preset
+        for key, value in FIG7_CHANGES[preset].items():
+            *sections, name = key.split(".")
+            node = c
+            for section in sections:
+                node = node[section]
+            node[name] = value
+        return c
     c = ml_collections.ConfigDict()
     c.preset = preset
     c.seed = 0
     c.debug = False  # True: tiny shapes and NaN checks (launch/train.py)
 
     c.rule = ml_collections.ConfigDict()
+    c.rule.kind = "lpg"  # "lpg_v": the LPG-V baseline (π̂ only; V by TD(λ) instead of y)
     c.rule.hidden_size = 256  # LSTM width
     c.rule.y_dim = 30  # m
     c.rule.y_softmax = True  # False: Fig. 7 'no softmax(y)' ablation
     c.rule.matmul_dtype = "float32"  # "bfloat16": LSTM gate matmul on bf16 operands, f32 accumulation
     c.rule.y_costs = (0.1, 0.5, 1.0)  # α_y grid (Table 3): the bandit's arms are α_lr × α_y
+    c.rule.value_costs = (0.01, 0.05, 0.2)  # LPG-V only: α_V grid (value loss weight), replaces α_y
 
     c.objective = ml_collections.ConfigDict()
     c.objective.y_entropy_cost = 1e-3  # β1
@@ -52,7 +80,7 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.objective.y_hat_l2_cost = 1e-3  # β3
 
     c.bandit = ml_collections.ConfigDict()
-    c.bandit.enabled = True  # False: Fig. 7 'fixed hyperparameters' ablation
+    c.bandit.enabled = True  # False: Fig. 7 'fixed hyperparameters' (each grid's middle α per task)
     c.bandit.temperature = 0.1  # τ
     c.bandit.bonus = 0.2  # ρ
     c.bandit.window = 10

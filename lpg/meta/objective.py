@@ -5,11 +5,14 @@ meta-loss on it is (negated, to be minimised)
 
     L_meta = −E[log π_θK(a_t|s_t) Â_t] − β0 H(π_θK) − β1 H(y_θK) + β2 E‖π̂‖² + β3 E‖ŷ‖²,
 
-where π̂, ŷ are the rule's outputs during the K updates. Appendix B.1: the meta-gradient is an
-advantage actor-critic, the advantages Â coming from a value function trained only to reduce
-its variance; the rule never sees it. Â_t = G_t^λ − V_ψ(s_t) with TD(λ) returns of the critic
-V_ψ on the fresh rollout. The critic is regressed to its λ-returns on every rollout of the
-lifetime (the K inner ones and the fresh one, `critic_update`), with its own optimiser.
+where π̂, ŷ are the rule's outputs during the K updates. A rule without a prediction vector
+(LPG-V: no y head, no ŷ) has no H(y) and no ‖ŷ‖² term: those two drop out, β2 E[π̂²] stays.
+
+Appendix B.1: the meta-gradient is an advantage actor-critic, the advantages Â coming from a
+value function trained only to reduce its variance; the rule never sees it. Â_t = G_t^λ − V_ψ(s_t)
+with TD(λ) returns of the critic V_ψ on the fresh rollout. The critic is regressed to its
+λ-returns on every rollout of the lifetime (the K inner ones and the fresh one, `critic_update`),
+with its own optimiser.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ class MetaObjective:
     pi_hat_l2_cost: β2, weight of E[π̂²] (0 with y_hat_l2_cost = 0 is the 'no L2' ablation).
     y_hat_l2_cost: β3, weight of E‖ŷ‖².
     y_softmax: whether agents' y is a softmax (H(y) is only defined then).
+    β1 and β3 only act when the agent has a y head and the rule a ŷ (not for LPG-V).
     """
 
     y_entropy_cost: float = 1e-3
@@ -59,20 +63,24 @@ class MetaObjective:
           agent_out: θ_K's outputs on the fresh rollout, [T+1, B, ...].
           rollout: the fresh rollout.
           advantages: [T, B] Â_t from the critic (treated as constants).
-          inner_targets: RuleOutput of the K inner updates, pi_hat [K, T, B], y_hat [K, T, B, m].
+          inner_targets: RuleOutput of the K inner updates, pi_hat [K, T, B], y_hat [K, T, B, m]
+            (None for a rule without ŷ).
           hyper: the lifetime's hyperparameters (β0 = hyper.entropy_cost).
         """
         policy = agent_out.policy(np.s_[:-1])  # batch [T, B]
         log_pi_a = policy.log_prob(rollout.actions)  # [T, B]
         policy_gradient = -jnp.mean(log_pi_a * jax.lax.stop_gradient(advantages))
         entropy = jnp.mean(policy.entropy())
-        if self.y_softmax:
+        if self.y_softmax and agent_out.y is not None:
             log_y = jax.nn.log_softmax(agent_out.y[:-1], axis=-1)
             y_entropy = jnp.mean(-jnp.sum(jnp.exp(log_y) * log_y, axis=-1))
-        else:
+        else:  # y ∈ R^m (Fig. 7 ablation) or no y at all (LPG-V)
             y_entropy = jnp.zeros(())
         pi_hat_l2 = jnp.mean(jnp.square(inner_targets.pi_hat))
-        y_hat_l2 = jnp.mean(jnp.sum(jnp.square(inner_targets.y_hat), axis=-1))
+        if inner_targets.y_hat is not None:
+            y_hat_l2 = jnp.mean(jnp.sum(jnp.square(inner_targets.y_hat), axis=-1))
+        else:
+            y_hat_l2 = jnp.zeros(())
         loss = (
             policy_gradient
             - hyper.entropy_cost * entropy

@@ -26,6 +26,7 @@ import itertools
 import flax.struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from envs import task as task_lib
 from lpg import agent as agent_lib
@@ -77,6 +78,13 @@ class GroupSpec:
         row-major order (LPG: arm index = i_lr · |α_y grid| + i_y)."""
         return tuple(itertools.product(self.task.learning_rates, *self.rule.hyper_grid.values()))
 
+    @property
+    def fixed_arm(self) -> int:
+        """The arm of the Fig. 7 'fixed hyperparameters' ablation (bandit disabled): the middle
+        value of every axis of the grid (tabular LPG: α_lr = 40, α_y = 0.5), index into `arms`."""
+        grids = (self.task.learning_rates, *self.rule.hyper_grid.values())
+        return int(np.ravel_multi_index(tuple(len(g) // 2 for g in grids), tuple(len(g) for g in grids)))
+
 
 @flax.struct.dataclass
 class LifetimeState:
@@ -109,7 +117,10 @@ class BanditConfig:
     temperature: float = 0.1  # τ
     bonus: float = 0.2  # ρ
     window: int = 10
-    enabled: bool = True  # False: the Fig. 7 'fixed hyperparameters' ablation (uniform arm)
+    # False: the Fig. 7 'fixed hyperparameters' ablation: "trained with fixed hyperparameters for
+    # each training environment instead of balancing them" — every lifetime of a task uses the
+    # task's `GroupSpec.fixed_arm` (γ and β0 are still drawn per lifetime).
+    enabled: bool = True
 
 
 def _obs_example(spec: GroupSpec, env_params):
@@ -129,7 +140,7 @@ def new_lifetime(
     if bandit_cfg.enabled:
         arm = bandit_lib.sample_arm(k_arm, bandit, bandit_cfg.temperature, bandit_cfg.bonus)
     else:
-        arm = jax.random.randint(k_arm, (), 0, arms.shape[0])
+        arm = jnp.int32(spec.fixed_arm)
     hyper = types.HyperParams(
         learning_rate=arms[arm, 0],
         rule={name: arms[arm, 1 + i] for i, name in enumerate(spec.rule.hyper_grid)},
@@ -163,7 +174,7 @@ def init_group(spec: GroupSpec, key: jax.Array, bandit_cfg: BanditConfig) -> Gro
     fractions = jax.random.uniform(k_budget, (spec.num_lifetimes,), minval=0.0, maxval=1.0)
     budgets = jnp.maximum((fractions * spec.lifetime_steps).astype(jnp.int32), 1)
     keys = jax.random.split(k_life, spec.num_lifetimes)
-    # The bandit is empty, so every first-generation arm is drawn uniformly: fine.
+    # The bandit is empty, so every first-generation arm is drawn uniformly (or fixed: bandit off).
     lifetimes = jax.vmap(lambda k, b: new_lifetime(spec, k, bandit, bandit_cfg, b, False))(keys, budgets)
     return GroupState(lifetimes=lifetimes, bandit=bandit)
 

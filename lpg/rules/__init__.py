@@ -14,6 +14,8 @@ from lpg.rules import a2c
 from lpg.rules import base
 from lpg.rules import epg
 from lpg.rules import lpg
+from lpg.rules import lpg_v
+from lpg.rules import metagrad
 from lpg.rules import ppo
 
 RULES: dict[str, type[base.UpdateRule]] = {}
@@ -40,5 +42,6 @@ def make_rule(kind: str, config: Mapping[str, Any] | None = None) -> base.Update
         raise ValueError(f"bad configuration for rule {kind!r}: {err}") from err
 
 
-for _cls in (lpg.LPG, a2c.A2C, ppo.PPO, epg.EPG):
+for _cls in (lpg.LPG, a2c.A2C, ppo.PPO, epg.EPG, metagrad.MetaGrad):
     register_rule(_cls)
+register_rule(lpg_v.LPGV)

@@ -12,6 +12,14 @@ meta-params, so baselines, evaluation and meta-training share one code path
   * `init_state` / `update_state`: optional per-lifetime state (EPG's memory, MetaGenRL's critics),
     initialised with the agent, stored in `AgentState.rule_state`, threaded through every agent
     update and saved in checkpoints with the rest of the lifetime.
+  * `adapt_state`: optional online learning of the rule state from the agent's own updates
+    (meta-gradient RL's η = {γ, λ}, `lpg.rules.metagrad`). `lpg.agent.agent_update` calls it
+    before `targets`, once per rollout, with two differentiable views of that update: the VJP of
+    the agent's outputs on the rollout w.r.t. θ, and the update θ → θ' on this rollout as a
+    function of the rule state (for jvp/grad w.r.t. the state). The default returns the state
+    unchanged, so rules without it trace exactly as before.
+  * `curve_stats`: names of the rule's per-update logs worth a curve over the lifetime
+    (metagrad: the learned γ and λ); launch/train_agent.py writes them per update (default: none).
   * `targets` then `agent_loss`: targets are a function of `meta_params` and of the agent's
     outputs, but the agent update treats them as constants w.r.t. θ (LPG Eq. 2). `learner_step`
     differentiates `agent_loss` w.r.t. the agent outputs with the targets held fixed; the
@@ -29,7 +37,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import jax
 
@@ -70,6 +78,12 @@ class UpdateRule(abc.ABC):
         """Max global norm of the agent's gradient this rule prescribes (default None: none)."""
         return None
 
+    @property
+    def curve_stats(self) -> tuple[str, ...]:
+        """Names of this rule's `agent_loss` logs to keep per update as lifetime curves (default
+        none); launch/train_agent.py writes them beside the return curve."""
+        return ()
+
     def config(self) -> dict:
         """The static configuration, JSON-serialisable; `type(self)(**config())` rebuilds it."""
         return dataclasses.asdict(self)
@@ -94,6 +108,32 @@ class UpdateRule(abc.ABC):
     ) -> Any:
         """The rule state after an agent update on `rollout` (default: unchanged)."""
         del meta_params, rollout, agent_out, targets, hyper
+        return state
+
+    def adapt_state(
+        self,
+        meta_params: Any,
+        state: Any,
+        rollout: types.Rollout,
+        agent_out: types.AgentOutput,
+        next_out: types.AgentOutput,
+        hyper: types.HyperParams,
+        *,
+        params_vjp: Callable[[types.AgentOutput], Any],
+        update_params: Callable[[Any], Any],
+    ) -> Any:
+        """The rule state adapted online before the agent update on `rollout` (default: unchanged).
+
+        Called by `lpg.agent.agent_update` before `targets`; the returned state is the one
+        `targets`, `agent_loss` and `update_state` of this update see.
+
+        agent_out, next_out: as in `targets` (outputs of the current θ on this rollout).
+        params_vjp: cotangent on `agent_out` ([T+1, B] AgentOutput, zeros where unused) -> the
+          pulled-back cotangent on θ, i.e. ∂(loss of the outputs)/∂θ without another forward pass.
+        update_params: rule state -> θ', this agent update of θ on `rollout` (targets, loss,
+          optimiser step) as a differentiable function of the rule state.
+        """
+        del meta_params, rollout, agent_out, next_out, hyper, params_vjp, update_params
         return state
 
     @abc.abstractmethod

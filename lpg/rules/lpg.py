@@ -23,8 +23,12 @@ successor embedding uses the true s_{t+1} (`Rollout.next_observations`): φ(y(s_
 a termination (nothing follows a terminal state) and φ of y of the cut episode's last observation
 after a truncation. So nothing of the next episode reaches steps at or before the boundary.
 
-Ablations of Fig. 7: `y_softmax=False` makes y ∈ R^m with ‖y − ŷ‖² instead of KL; the regulariser
-switches live in the meta-objective (lpg/meta/objective.py).
+Ablations of Fig. 7: `y_softmax=False` makes y ∈ R^m with ‖y − ŷ‖² instead of KL (the agent's
+y head is used raw, ŷ = Dense(m) without softmax, and H(y) drops out of the meta-objective); the
+regulariser switches live in the meta-objective (lpg/meta/objective.py).
+
+Shared with LPG-V (lpg/rules/lpg_v.py, the same network with V(s) in place of φ(y(s)) and no ŷ
+head): `step_inputs`, `trajectory_inputs` and `BackwardLSTM`.
 """
 
 from __future__ import annotations
@@ -42,6 +46,38 @@ from lpg.rules import base
 
 NUM_INPUTS = 6  # [r, d, γ, π(a|s), φ(y_t), φ(y_{t+1})]
 MATMUL_DTYPES = ("float32", "bfloat16")
+
+
+def step_inputs(rewards, terminated, discount, pi_a, feature_t, feature_tp1) -> jax.Array:
+    """The per-step input vector of a backward rule network (appendix B.1), [T, B, NUM_INPUTS]:
+
+        x_t = [r_t, d_t, γ, π(a_t|s_t), f(s_t), (1 − d_t) f(s_{t+1})],
+
+    f being LPG's embedding φ(y(·)) or LPG-V's value V(·) (lpg/rules/lpg_v.py). The successor
+    feature is zeroed after a termination: nothing follows a terminal state.
+
+    Args:
+      rewards, pi_a, feature_t, feature_tp1: [T, B]; feature_tp1 on the true s_{t+1}.
+      terminated: [T, B] in {0, 1}, d_t. discount: scalar or [T, B] γ.
+    """
+    chex.assert_equal_shape([rewards, terminated, pi_a, feature_t, feature_tp1])
+    discount = jnp.broadcast_to(discount, rewards.shape)
+    feature_tp1 = feature_tp1 * (1.0 - terminated)
+    return jnp.stack([rewards, terminated, discount, pi_a, feature_t, feature_tp1], axis=-1)
+
+
+def trajectory_inputs(
+    rollout: types.Rollout, agent_out: types.AgentOutput,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(π(a_t|s_t), d_t, episode_end_t), each [T, B] float32, of a rollout and the agent's outputs
+    on it ([T+1, B]): what LPG and LPG-V read besides their per-state features. episode_end is
+    terminated or truncated (it resets the backward carry, module docstring)."""
+    chex.assert_rank(rollout.rewards, 2)
+    chex.assert_axis_dimension(agent_out.logits, 0, rollout.rewards.shape[0] + 1)
+    log_pi_a = agent_out.policy(np.s_[:-1]).log_prob(rollout.actions)  # [T, B]
+    terminated = rollout.terminated.astype(jnp.float32)
+    episode_end = jnp.logical_or(rollout.terminated, rollout.truncated).astype(jnp.float32)
+    return jnp.exp(log_pi_a), terminated, episode_end
 
 
 class BackwardLSTM(nn.Module):
@@ -109,10 +145,7 @@ class LPGNetwork(nn.Module):
           (pi_hat [T, B], y_hat [T, B, m]).
         """
         embed = nn.Sequential([nn.Dense(16), nn.relu, nn.Dense(1)], name="phi")
-        phi_t = embed(y_t)[..., 0]
-        phi_tp1 = embed(y_tp1)[..., 0] * (1.0 - terminated)  # no successor after a terminal
-        discount = jnp.broadcast_to(discount, rewards.shape)
-        x = jnp.stack([rewards, terminated, discount, pi_a, phi_t, phi_tp1], axis=-1)  # [T, B, 6]
+        x = step_inputs(rewards, terminated, discount, pi_a, embed(y_t)[..., 0], embed(y_tp1)[..., 0])
         hidden = BackwardLSTM(self.hidden_size, self.matmul_dtype, name="lstm")(x, episode_end)
         pi_hat = nn.Dense(1, name="pi_hat")(hidden)[..., 0]
         y_hat = nn.Dense(self.y_dim, name="y_hat")(hidden)
@@ -179,18 +212,12 @@ class LPG(base.UpdateRule):
 
     def targets(self, meta_params, state, rollout, agent_out, next_out, hyper) -> types.RuleOutput:
         del state
-        chex.assert_rank(rollout.rewards, 2)
-        num_steps = rollout.rewards.shape[0]
-        chex.assert_axis_dimension(agent_out.logits, 0, num_steps + 1)
-        chex.assert_axis_dimension(next_out.y, 0, num_steps)
-        log_pi_a = agent_out.policy(np.s_[:-1]).log_prob(rollout.actions)  # [T, B]
+        pi_a, terminated, episode_end = trajectory_inputs(rollout, agent_out)  # [T, B] each
+        chex.assert_axis_dimension(next_out.y, 0, rollout.rewards.shape[0])
         y_t = self.agent_y(agent_out.y[:-1])  # [T, B, m]
         y_tp1 = self.agent_y(next_out.y)  # [T, B, m] on the true s_{t+1}
-        terminated = rollout.terminated.astype(jnp.float32)
-        episode_end = jnp.logical_or(rollout.terminated, rollout.truncated).astype(jnp.float32)
         pi_hat, y_hat = self.network.apply(
-            meta_params, rollout.rewards, terminated, episode_end, hyper.discount,
-            jnp.exp(log_pi_a), y_t, y_tp1)
+            meta_params, rollout.rewards, terminated, episode_end, hyper.discount, pi_a, y_t, y_tp1)
         return types.RuleOutput(pi_hat=pi_hat, y_hat=y_hat)
 
     def agent_loss(self, meta_params, state, agent_out, rollout, targets, hyper):

@@ -98,6 +98,7 @@ BAD_VALUES = [
     # Non-numeric entries.
     ("bandit.enabled", 1),
     ("rule.y_softmax", "yes"),
+    ("rule.kind", "lpg2"),
     ("rule.matmul_dtype", "float64"),
     ("meta.remat", "partial"),
     ("meta.tasks", "tabular/nope"),
@@ -220,6 +221,45 @@ def test_presets_pass_validation(preset):
         assert len(trainer.groups) == 2
     else:  # the larger presets take a while to build; their values are what matters here
         build.validate_config(config)
+
+
+@pytest.mark.parametrize("preset", sorted(lpg_configs.FIG7_CHANGES))
+def test_fig7_presets_change_exactly_one_thing_of_the_tabular_preset(preset):
+    """Each ablation (and LPG-V) is `tabular` with only its FIG7_CHANGES entries different."""
+    def flat(config):
+        out = {}
+        def walk(node, prefix):
+            for k, v in node.items():
+                if isinstance(v, dict):
+                    walk(v, f"{prefix}{k}.")
+                else:
+                    out[f"{prefix}{k}"] = v
+        walk(config.to_dict(), "")
+        return out
+
+    base, ablated = flat(lpg_configs.get_config(lpg_configs.FIG7_BASE)), flat(lpg_configs.get_config(preset))
+    assert set(base) == set(ablated)
+    differing = {k: ablated[k] for k in base if base[k] != ablated[k]}
+    assert differing == {"preset": preset, **lpg_configs.FIG7_CHANGES[preset]}
+    assert ablated["meta.tasks"] == ",".join(lpg_configs.TABULAR_GRIDS)
+
+
+def test_lpg_v_config_builds_an_lpg_v_trainer():
+    config = with_value("rule.kind", "lpg_v")
+    config.rule.y_dim = 0  # LPG-V reads no y entries: whatever they hold is not checked
+    trainer = build.make_trainer(config)
+    assert type(trainer.rule).__name__ == "LPGV" and trainer.rule.KIND == "lpg_v"
+    assert trainer.rule.value_costs == tuple(config.rule.value_costs)
+    assert not trainer.objective.y_softmax
+    for spec in trainer.groups:
+        assert spec.agent.network.outputs.y_dim == 0 and spec.agent.network.outputs.value
+        assert len(spec.arms) == len(spec.task.learning_rates) * len(config.rule.value_costs)
+    # A saved LPG-V rule config alone (no y entries at all) is checked and built too.
+    rule = build.make_rule(ml_collections.ConfigDict(trainer.rule.config() | {"kind": "lpg_v"}))
+    assert rule == trainer.rule
+    with pytest.raises(ValueError, match=re.escape("config.rule.value_costs must be a non-empty list")):
+        build.validate_config(with_value("rule.value_costs", (0.05, 0.0), "lpg_v"))
+    build.validate_config(with_value("rule.value_costs", (), "cpu"))  # LPG ignores LPG-V's grid
 
 
 # ------------------------------------------------------------------------------------ EPG

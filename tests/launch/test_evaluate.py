@@ -164,6 +164,7 @@ def _run(module, args):
     (["--selection_seeds=0-3", "--report_seeds=3-10"],
      "--selection_seeds='0-3' and --report_seeds='3-10' share seeds [3]"),
     (["--num_envs=0"], "--num_envs=0 must be > 0"),
+    (["--unroll_length=0"], "--unroll_length=0 must be > 0"),
     (["--tasks=tabular/nope"], "tabular/nope"),
     (["--ppo", "--num_envs=6"], "--num_envs=6 must be a multiple of PPO's 4 minibatches with --ppo"),
     (["--reward_scale=-1"], "--reward_scale=-1.0 must be > 0"),
@@ -231,6 +232,38 @@ def test_train_agent_tunes_ppo_and_refuses_a_bad_minibatch_split(tmp_path):
     assert bad.returncode != 0 and "clip_epsilon must be a finite number > 0, got -1" in bad.stderr
 
 
+def test_train_agent_sweeps_metagrad_settings_and_writes_gamma_lambda_curves(tmp_path):
+    """config.rule = "metagrad": the sweep crosses the initial γ and η's step size β, and the
+    learned γ, λ of every report seed land per update in <task>_stats.csv and in results.md."""
+    workdir = tmp_path / "metagrad"
+    args = ["--config", "experiments/configs/metagrad.py:cpu", "--workdir", str(workdir),
+            "--config.env_steps=1280", "--config.num_envs=8", "--config.unroll_length=20",
+            "--config.selection_seeds=1", "--config.report_seeds=2", "--config.updates_per_chunk=8",
+            "--config.sweep.discounts=(0.9,)", "--config.metagrad.meta_learning_rates=(0.01,0.1)"]
+    result = _run("launch.train_agent", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    sweep = _read_csv(workdir / "sweep.csv")
+    assert [r["setting"] for r in sweep] == ["α_lr=40, c_V=0.05, c_H=0.01, γ=0.9, β=0.01",
+                                             "α_lr=40, c_V=0.05, c_H=0.01, γ=0.9, β=0.1"]
+    assert [float(r["meta_lr"]) for r in sweep] == [0.01, 0.1]
+    assert "| c_V, c_H, β | α_lr=40 |" in (workdir / "sweep.md").read_text()
+    assert (workdir / "chain_short_stats.png").stat().st_size > 0
+    stats = _read_csv(workdir / "chain_short_stats.csv")
+    assert [int(r["update"]) for r in stats] == list(range(1, 9))  # 1280 steps / (8 × 20)
+    gammas = [float(r["discount_seed_100"]) for r in stats]
+    assert gammas[0] == pytest.approx(0.9) and gammas[-1] != gammas[0]  # learned within the lifetime
+    assert all(0 < float(r["td_lambda_mean"]) < 1 for r in stats)
+    assert "| chain/short | 0." in (workdir / "results.md").read_text().split("at the last update")[1]
+    namespace = {}
+    exec((workdir / "metagrad_tuned.py").read_text(), namespace)  # pylint: disable=exec-used
+    assert namespace["FIELDS"][-1] == "meta_lr" and len(namespace["TUNED"]["chain/short"]) == 6
+
+    bad = _run("launch.train_agent", ["--config", "experiments/configs/metagrad.py:cpu", "--workdir",
+                                      str(tmp_path / "bad"), "--config.metagrad.trace_decay=2.0"])
+    assert bad.returncode != 0 and "MetaGrad.trace_decay must be a number in [0, 1], got 2.0" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_train_agent_refuses_overlapping_seeds(tmp_path):
     workdir = tmp_path / "a2c"
     result = _run("launch.train_agent", ["--workdir", str(workdir), "--config.selection_seeds=0-3",
@@ -240,9 +273,9 @@ def test_train_agent_refuses_overlapping_seeds(tmp_path):
     assert not workdir.exists()
 
 
-def _write_returns(path, rows):
+def _write_returns(path, rows, name="eval_final_returns.csv"):
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "eval_final_returns.csv"), "w") as f:
+    with open(os.path.join(path, name), "w") as f:
         f.write("task,rule,setting,seed,role,final_return\n")
         for task, rule, seed, role, value in rows:
             f.write(f'{task},{rule},"α_lr=1",{seed},{role},{value}\n')
@@ -266,3 +299,9 @@ def test_compare_runs_pairs_report_seeds_of_two_evaluations(tmp_path):
                              compare_runs.report_returns(b_dir, "LPG"), "ES", "BP")
     with pytest.raises(ValueError, match="no report rows of rule 'PPO'"):
         compare_runs.report_returns(a_dir, "PPO")
+    # A launch.train_agent workdir (final_returns.csv) is read the same way.
+    c_dir = str(tmp_path / "agent")
+    _write_returns(c_dir, [("t", "A2C", 100, "report", 3.0)], name="final_returns.csv")
+    assert compare_runs.report_returns(c_dir, "A2C") == {"t": {100: 3.0}}
+    with pytest.raises(FileNotFoundError, match="launch.train_agent workdir"):
+        compare_runs.report_returns(str(tmp_path), "A2C")

@@ -194,3 +194,22 @@ def test_bad_widths_are_refused():
         lpg_rule.LPG(hidden_size=0)
     with pytest.raises(ValueError, match="y_dim"):
         lpg_rule.LPG(y_dim=-3)
+
+
+def test_no_softmax_ablation_is_squared_loss_on_raw_y():
+    """Fig. 7 'LPG w/o Softmax(y)': y ∈ R^m used raw (also as the rule's input), ŷ = Dense(m)
+    unconstrained, and the y term of Eq. 2 is ‖y − ŷ‖², so ∂L/∂y = 2 α_y (y − ŷ)/(T·B)."""
+    rule = lpg_rule.LPG(hidden_size=8, y_dim=M, y_softmax=False)
+    params = rule.init_params(jax.random.key(0))
+    rollout = _rollout(3, jax.random.key(12))
+    agent_out = _agent_out(3, jax.random.key(13))
+    targets = rule.targets(params, None, rollout, agent_out, _next_out(agent_out, None), HYPER)
+    assert not np.allclose(targets.y_hat.sum(-1), 1.0)  # not a softmax
+    grads = jax.grad(lambda out: rule.agent_loss(params, None, out, rollout, targets, HYPER)[0])(agent_out)
+    expected = 2 * HYPER.rule["y_cost"] * (agent_out.y[:-1] - targets.y_hat) / (T * B)
+    np.testing.assert_allclose(grads.y[:-1], expected, atol=1e-6)
+    # The raw y (not its softmax) is what the rule reads: adding a constant to every logit, which
+    # leaves a softmax unchanged, changes π̂.
+    shifted = agent_out.replace(y=agent_out.y + 1.0)
+    moved = rule.targets(params, None, rollout, shifted, _next_out(shifted, None), HYPER)
+    assert not np.allclose(moved.pi_hat, targets.pi_hat)

@@ -303,3 +303,22 @@ def test_arm_whose_lifetimes_always_collapse_gets_low_probability(nonfinite):
     assert int(group.bandit.counts[0]) == 6
     probs = population.bandit_lib.probabilities(group.bandit, cfg.temperature, cfg.bonus)
     assert float(probs[0]) < 0.01, probs
+
+
+def test_disabled_bandit_fixes_each_tasks_arm_to_the_middle_of_its_grids():
+    """Fig. 7 'LPG fixed hyper': every lifetime, first generation and resets alike, gets the one
+    fixed α of its task (tabular: α_lr = 40 of {20, 40, 80}, α_y = 0.5 of {0.1, 0.5, 1})."""
+    spec = _group("chain/short", num_lifetimes=4)
+    assert spec.arms[spec.fixed_arm] == (40.0, 0.5)
+    cfg = population.BanditConfig(enabled=False)
+    group = population.init_group(spec, jax.random.key(7), cfg)
+    np.testing.assert_array_equal(group.lifetimes.arm, spec.fixed_arm)
+    np.testing.assert_allclose(group.lifetimes.hyper.learning_rate, 40.0)
+    np.testing.assert_allclose(group.lifetimes.hyper.rule["y_cost"], 0.5)
+    fresh = jax.vmap(lambda k: population.new_lifetime(spec, k, group.bandit, cfg, 100, True))(
+        jax.random.split(jax.random.key(8), 8))
+    np.testing.assert_array_equal(fresh.arm, spec.fixed_arm)
+    # With the bandit on, the first generation's arms are drawn (uniformly): not all the same.
+    drawn = population.init_group(dataclasses.replace(spec, num_lifetimes=16), jax.random.key(7),
+                                  population.BanditConfig())
+    assert len(set(np.asarray(drawn.lifetimes.arm).tolist())) > 1

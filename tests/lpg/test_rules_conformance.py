@@ -3,8 +3,9 @@
 For each rule, on a tiny tabular task: an agent built from the rule's output spec; one agent
 update jitted equals the eager one; a vmap over lifetimes equals a loop; the loss is finite; a
 learned rule (non-empty meta-parameters) gets a finite, non-zero meta-gradient on every η leaf;
-save_rule/load_rule rebuilds the same class and configuration. A newly registered rule fails
-here until it is given a small configuration below.
+the rule's `curve_stats` are among the update's stats; save_rule/load_rule rebuilds the same class
+and configuration. A newly registered rule fails here until it is given a small configuration
+below.
 """
 
 import json
@@ -26,6 +27,7 @@ from lpg import types
 # Small configurations per registered kind (kept tiny: this runs in the default test suite).
 SMALL_CONFIGS = {
     "lpg": {"hidden_size": 8, "y_dim": 4},
+    "lpg_v": {"hidden_size": 8},
     "a2c": {},
     "ppo": {"epochs": 2, "minibatches": 3},
     # Sized for chain/short (a scalar state index, 2 actions) and B = 3; silu because with the
@@ -34,6 +36,9 @@ SMALL_CONFIGS = {
             "conv1_kernel": 3, "conv1_stride": 2, "conv1_channels": 2, "conv2_kernel": 2,
             "conv2_stride": 1, "conv2_channels": 2, "context_size": 4, "hidden_size": 4,
             "memory_size": 3, "activation": "silu"},
+    # Empty meta-parameters: its η = {γ, λ} is per-lifetime rule state, learned within the
+    # lifetime (tests/lpg/test_metagrad.py checks that meta-gradient); here it is a fixed rule.
+    "metagrad": {"meta_learning_rates": (0.01,)},
 }
 T, B = 4, 3
 
@@ -81,6 +86,8 @@ def test_rule_conformance(kind):
     jit_state, jit_stats = jax.jit(update)(first, key)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager_state, jit_state)
     assert np.isfinite(float(eager_stats["loss"])) and np.isfinite(float(jit_stats["loss"]))
+    for name in rule.curve_stats:  # what launch/train_agent.py writes as per-update curves
+        assert np.isfinite(float(jit_stats[name])), name
 
     keys = jax.random.split(key, 2)
     batched_state, batched_stats = jax.jit(jax.vmap(update))(lifetimes, keys)
@@ -92,7 +99,7 @@ def test_rule_conformance(kind):
         np.testing.assert_allclose(batched_stats["loss"][i], loop_stats["loss"], rtol=1e-5)
 
     if not jax.tree.leaves(meta_params):
-        return  # a fixed rule: nothing to meta-learn
+        return  # nothing shared across lifetimes to meta-learn (metagrad learns within one)
 
     # A learned rule: every η leaf reaches θ' (a random projection of all agent parameters).
     flat_theta, _ = jax.flatten_util.ravel_pytree(first.agent.params)
