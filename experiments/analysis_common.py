@@ -56,6 +56,15 @@ def tabular_task(name: str) -> envs.Task:
     return task
 
 
+def prepare(workdir: str, rule_path: str, task_name: str) -> tuple[Any, Any, dict, envs.Task]:
+    """Every script's start: (rule, meta_params, provenance, task), both checked before the
+    workdir is created (bad input leaves nothing behind)."""
+    rule, meta_params, provenance = load_rule(rule_path)
+    task = tabular_task(task_name)
+    os.makedirs(workdir, exist_ok=True)
+    return rule, meta_params, provenance, task
+
+
 def held_out_keys(seed: int, num: int) -> jax.Array:
     """[num] lifetime keys of the analyses' own stream (module docstring)."""
     return jax.random.split(jax.random.fold_in(jax.random.key(HELD_OUT_BASE), seed), num)

@@ -83,9 +83,7 @@ def plot(path, updates, kl, kl_weighted, y0, y1, shape, cells):
 def main(argv):
     del argv
     start = time.time()
-    os.makedirs(_WORKDIR.value, exist_ok=True)
-    rule, meta_params, provenance = ac.load_rule(_RULE.value)
-    task = ac.tabular_task(_TASK.value)
+    rule, meta_params, provenance, task = ac.prepare(_WORKDIR.value, _RULE.value, _TASK.value)
     env = task.env
     keys = ac.held_out_keys(_SEED.value, _NUM_LAYOUTS.value)
     layout_keys, init_keys, run_keys = (jnp.stack(k) for k in zip(*(jax.random.split(k, 3) for k in keys)))

@@ -97,9 +97,7 @@ def plot(path, env, params, values, visits, y, discount):
 def main(argv):
     del argv
     start = time.time()
-    os.makedirs(_WORKDIR.value, exist_ok=True)
-    rule, meta_params, provenance = ac.load_rule(_RULE.value)
-    task = ac.tabular_task(_TASK.value)
+    rule, meta_params, provenance, task = ac.prepare(_WORKDIR.value, _RULE.value, _TASK.value)
     env = task.env
     layout_key, run_key = jax.random.split(ac.held_out_keys(_SEED.value, 1)[0])
     params = jax.tree.map(np.asarray, task.sample_params(layout_key))

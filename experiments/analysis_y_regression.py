@@ -136,11 +136,9 @@ def plot(path, rows):
 def main(argv):
     del argv
     start = time.time()
-    os.makedirs(_WORKDIR.value, exist_ok=True)
     if _NUM_LAYOUTS.value < 2:
-        raise ValueError("--num_layouts must be at least 2 (half fit, half test)")
-    rule, meta_params, provenance = ac.load_rule(_RULE.value)
-    task = ac.tabular_task(_TASK.value)
+        raise ValueError(f"--num_layouts must be at least 2 (half fit, half test), got {_NUM_LAYOUTS.value}")
+    rule, meta_params, provenance, task = ac.prepare(_WORKDIR.value, _RULE.value, _TASK.value)
     env = task.env
     num_layouts = _NUM_LAYOUTS.value
     keys = ac.held_out_keys(_SEED.value, num_layouts)
