@@ -53,6 +53,9 @@ _PRESETS = flags.DEFINE_list(
     "presets", list(DEFAULT_PRESETS),
     f"Presets of {CONFIG_FILE} to train and evaluate, in order; '{REFERENCE}' is full LPG, the "
     "reference of the table (its results are read from <workdir>/{REFERENCE} if it is not listed).")
+_TRAIN_FLAGS = flags.DEFINE_list(
+    "train_flags", [], "Extra flags appended to every launch.train command, e.g. "
+    "--train_flags=--cpu_devices=0 to run two chains side by side, one per core (taskset).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only print the commands.")
 
 
@@ -61,12 +64,14 @@ def seed_range(first: int, count: int) -> str:
     return f"{first}-{first + count - 1}"
 
 
-def commands(preset: str, workdir: str, steps: int, python: str = "python") -> list[list[str]]:
-    """[train command, evaluate command] of one preset (argv lists)."""
+def commands(preset: str, workdir: str, steps: int, python: str = "python",
+             train_flags: Sequence[str] = ()) -> list[list[str]]:
+    """[train command, evaluate command] of one preset (argv lists); `train_flags` are appended
+    to the train command."""
     config = lpg_configs.get_config(preset)
     run_dir = os.path.join(workdir, preset)
     train = [python, "-m", "launch.train", "--config", f"{CONFIG_FILE}:{preset}", "--workdir", run_dir,
-             f"--config.meta.steps={steps}"]
+             f"--config.meta.steps={steps}", *train_flags]
     evaluate = [python, "-m", "launch.evaluate", "--rule", os.path.join(run_dir, "rule"),
                 "--workdir", os.path.join(run_dir, "eval"), "--tasks", config.eval.tasks,
                 "--selection_seeds", seed_range(0, int(config.eval.selection_seeds)),
@@ -164,7 +169,7 @@ def main(argv):
     python = "python" if _DRY_RUN.value else sys.executable
     failed = []
     for preset in _PRESETS.value:
-        for command in commands(preset, workdir, _STEPS.value, python):
+        for command in commands(preset, workdir, _STEPS.value, python, _TRAIN_FLAGS.value):
             print(shlex.join(command), flush=True)
             if _DRY_RUN.value:
                 continue

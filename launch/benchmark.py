@@ -21,6 +21,12 @@ Sections:
   epg:  EPG's inner loop (8 ES candidates training fresh agents with the learned loss, forward
         only) per physics backend on brax/random_hopper (the paper's loss network) and on
         gymnax/random_pendulum (the cpu preset's). Not in the default sections.
+  metagenrl: MetaGenRL meta-training (lpg/meta/metagenrl.py) of --metagenrl_agents (20, the
+        paper's population) TD3 agents on each of --metagenrl_presets (experiments/configs/
+        metagenrl.py: cpu, gymnax/Pendulum-v1; table2_cpu, two tasks, agents split evenly), one
+        device, a fresh process each: meta-steps/s, env-steps/s, critic / policy / meta-gradient
+        steps/s, compile time, train-state and replay-buffer size, XLA temp buffers and peak RSS.
+        Not in the default sections.
   metatest: env-steps/s of training fresh agents with a frozen LPG (LSTM-256) vs A2C.
   meta: LPG meta-training at the paper architecture (LSTM-256, m=30, T=20, 64 envs, K=5,
         64 lifetimes, tabular/dense): inner env-steps/s, compile time, XLA buffer sizes, peak
@@ -67,8 +73,10 @@ from lpg.rules import a2c
 from lpg.rules import lpg as lpg_rule
 from lpg.rules import ppo
 
-_SECTIONS = flags.DEFINE_list("sections", ["envs", "a2c", "metatest", "meta", "compile", "memory", "devices"],
-                              "Which benchmarks to run.")
+_SECTIONS = flags.DEFINE_list(
+    "sections", ["envs", "a2c", "metatest", "meta", "compile", "memory", "devices"],
+    "Which benchmarks to run: any of envs, a2c, gymnax, brax, metatest, meta, es, epg, metagenrl, "
+    "compile, memory, devices (gymnax, brax, es, epg and metagenrl are slow and not run by default).")
 _REMAT = flags.DEFINE_enum("remat", "full", ["full", "dots", "none"], "Remat policy for the meta section.")
 _PROFILE_DIR = flags.DEFINE_string("profile_dir", "", "Write a jax.profiler trace of 2 meta-steps here.")
 _PROBE = flags.DEFINE_string("probe", "", "Internal: run one measurement (JSON spec) and print JSON.")
@@ -81,6 +89,13 @@ _BASELINE_REF = flags.DEFINE_string(
     "baseline_ref", "", "Git ref to compare the meta section against, side by side in this run.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating process pairs for --baseline_ref.")
 _ENV_STEPS = flags.DEFINE_integer("env_steps", 200, "Steps per timed env rollout.")
+_METAGENRL_AGENTS = flags.DEFINE_integer(
+    "metagenrl_agents", 20, "Agents in total (split evenly over a preset's tasks) for the metagenrl section.")
+_METAGENRL_PRESETS = flags.DEFINE_list(
+    "metagenrl_presets", ["cpu", "table2_cpu"],
+    "experiments/configs/metagenrl.py presets for the metagenrl section, one row each.")
+_METAGENRL_STEPS = flags.DEFINE_integer(
+    "metagenrl_steps", 50, "Meta-steps per timed call in the metagenrl section.")
 _BRAX_ENVS = flags.DEFINE_list("brax_envs", ["hopper", "halfcheetah", "ant", "reacher", "inverted_pendulum"],
                                "brax envs for the brax section.")
 _BRAX_BACKENDS = flags.DEFINE_list("brax_backends", ["mjx", "generalized", "positional", "spring"],
@@ -494,6 +509,8 @@ def run_probe(spec: dict) -> dict:
         return measure_es(**spec)
     if kind == "epg":
         return measure_epg(**spec)
+    if kind == "metagenrl":
+        return measure_metagenrl(**spec)
     raise app.UsageError(f"unknown probe kind {kind!r}")
 
 
@@ -577,6 +594,128 @@ def bench_epg(repeats: int) -> dict:
     return out
 
 
+def metagenrl_config(preset: str, num_agents: int, overrides: dict | None = None):
+    """An experiments/configs/metagenrl.py preset with meta.num_agents = `num_agents` (in total,
+    split evenly over the preset's tasks) and `overrides` applied: {"agent.hidden": [8], ...},
+    dotted config keys. Lists become tuples, since a probe's JSON spec has no tuples."""
+    from experiments.configs import metagenrl as metagenrl_configs  # pylint: disable=g-import-not-at-top
+
+    config = metagenrl_configs.get_config(preset)
+    config.meta.num_agents = num_agents
+    for dotted_key, value in (overrides or {}).items():
+        *sections, name = dotted_key.split(".")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[name] = tuple(value) if isinstance(value, list) else value
+    return config
+
+
+def _tree_mib(tree) -> float:
+    """Total size of a pytree's arrays in MiB (typed PRNG keys counted by their key data)."""
+    def nbytes(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        return x.nbytes
+    return sum(nbytes(x) for x in jax.tree.leaves(tree)) / 2**20
+
+
+def measure_metagenrl(preset: str, num_agents: int, steps_per_call: int, repeats: int,
+                      overrides: dict | None = None) -> dict:
+    """MetaGenRL meta-training throughput and memory of one preset (`metagenrl_config`) on one
+    device (mesh=None), as launch/train.py runs it: `jit_init()`, then the ahead-of-time compiled
+    `jit_step()` (`compiled_step()`, state donated).
+
+    Timing: one warm-up meta-step after compiling, then `repeats` timed calls of `steps_per_call`
+    meta-steps each (a Python loop of the compiled step, blocking on the state at the end only,
+    so dispatch overlaps the previous step); figures use the median call. Per meta-step every
+    agent takes td3.critic_steps_per_actor_step (policy_delay) × num_envs env steps,
+    critic_steps_per_actor_step critic steps (one batch each, whatever num_envs), one policy
+    step, and contributes to one meta-gradient (α) step; rates are those counts × meta-steps/s.
+
+    Memory: the train state's size (α, its Adam state and every agent's networks, optimiser
+    states and replay buffer, which dominates) and the buffers alone; XLA's temp buffers of the
+    step; and this process's peak RSS (run it in a fresh process, `_probe("metagenrl", ...)`,
+    so that nothing else inflates it).
+    """
+    from launch import build  # pylint: disable=g-import-not-at-top
+
+    config = metagenrl_config(preset, num_agents, overrides)
+    trainer = build.make_trainer(config)  # mesh=None: the default (single) device
+    start = time.perf_counter()
+    state = trainer.jit_init()(jax.random.key(int(config.seed)))
+    jax.block_until_ready(state)
+    init_s = time.perf_counter() - start  # compiles init, then each agent's random-action warm-up
+    # Sizes now: the step donates this state, and its shapes never change.
+    train_state_mib = _tree_mib(state)
+    replay_buffer_mib = sum(_tree_mib(group_agents.buffer) for group_agents in state.agents)
+
+    start = time.perf_counter()
+    step = trainer.compiled_step()
+    compile_s = time.perf_counter() - start
+    memory = step.memory_analysis()
+    start = time.perf_counter()
+    state, metrics = step(state)
+    jax.block_until_ready(state)
+    first_step_s = time.perf_counter() - start
+
+    call_seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps_per_call):
+            state, metrics = step(state)
+        jax.block_until_ready((state, metrics))
+        call_seconds.append(time.perf_counter() - start)
+    seconds_per_meta_step = statistics.median(call_seconds) / steps_per_call
+    meta_steps_per_s = 1.0 / seconds_per_meta_step
+
+    td3_config = trainer.td3
+    env_steps_per_agent = trainer.steps_per_meta_step()  # policy_delay × num_envs
+    critic_steps_per_agent = td3_config.critic_steps_per_actor_step
+    return {
+        "config": {"preset": preset, "tasks": {g.task.name: g.num_agents for g in trainer.groups},
+                   "num_agents": trainer.num_agents, "num_envs": td3_config.num_envs,
+                   "critic_steps_per_policy_step": critic_steps_per_agent,
+                   "hidden": list(td3_config.hidden), "batch_size": td3_config.batch_size,
+                   "buffer_capacity": td3_config.buffer_capacity,
+                   "lstm_size": trainer.objective.lstm_size, "inner_steps": trainer.inner_steps,
+                   "sequence_batch_size": trainer.sequence_batch_size,
+                   "sequence_length": trainer.sequence_length, "devices": trainer.num_devices,
+                   "overrides": overrides or {}},
+        "meta_steps_per_call": steps_per_call,
+        "repeats": repeats,
+        "all_call_seconds": call_seconds,
+        "seconds_per_meta_step": seconds_per_meta_step,
+        "meta_steps_per_s": meta_steps_per_s,
+        "env_steps_per_meta_step_per_agent": env_steps_per_agent,
+        "env_steps_per_s": meta_steps_per_s * trainer.num_agents * env_steps_per_agent,
+        "critic_steps_per_s": meta_steps_per_s * trainer.num_agents * critic_steps_per_agent,
+        "policy_steps_per_s": meta_steps_per_s * trainer.num_agents,
+        "meta_gradient_steps_per_s": meta_steps_per_s,
+        "init_s": init_s,
+        "compile_s": compile_s,
+        "first_step_s": first_step_s,
+        "train_state_mib": train_state_mib,
+        "replay_buffer_mib": replay_buffer_mib,
+        "xla_temp_mib": memory.temp_size_in_bytes / 2**20,
+        "peak_rss_mib": _peak_rss_mib(),
+        "meta_loss_finite": bool(jnp.isfinite(metrics["meta_loss"])),
+        "skipped_meta_updates": int(state.skipped_updates),
+    }
+
+
+def bench_metagenrl(repeats: int) -> dict:
+    """MetaGenRL meta-training (`measure_metagenrl`) of --metagenrl_agents agents for each of
+    --metagenrl_presets, each in a fresh single-device process (so its peak RSS is its own);
+    --metagenrl_steps meta-steps per timed call, median over `repeats` calls."""
+    out = {}
+    for preset in _METAGENRL_PRESETS.value:
+        out[preset] = _probe("metagenrl", preset=preset, num_agents=_METAGENRL_AGENTS.value,
+                             steps_per_call=_METAGENRL_STEPS.value, repeats=repeats)
+        print(json.dumps({preset: out[preset]}), file=sys.stderr, flush=True)  # progress: slow section
+    return out
+
+
 def bench_es(repeats: int) -> dict:
     """ES meta-training of LPG (LSTM-256) on the shape of a public JAX LPG's ES mode (population
     8, whole 250-update lifetimes of 64 envs × T = 20, forward only), on tabular/dense alone and
@@ -653,7 +792,7 @@ def main(argv):
         return
     sections = {"envs": bench_envs, "a2c": bench_a2c, "gymnax": bench_gymnax, "brax": bench_brax,
                 "metatest": bench_metatest,
-                "meta": bench_meta, "es": bench_es, "epg": bench_epg,
+                "meta": bench_meta, "es": bench_es, "epg": bench_epg, "metagenrl": bench_metagenrl,
                 "compile": bench_compile, "memory": bench_memory, "devices": bench_devices}
     for name in _SECTIONS.value:
         if name not in sections:

@@ -341,9 +341,27 @@ def save_rule(directory: str, rule, meta_params: Any, provenance: dict | None = 
         json.dump({"kind": rule.KIND, "rule": rule.config(), "provenance": provenance or {}}, f, indent=2)
 
 
+def make_saved(kind: str, config: Any = None):
+    """The update rule (`lpg.rules.make_rule`) or learned objective of a saved `kind`.
+
+    Learned objectives are not `UpdateRule`s (MetaGenRL's L_α trains off-policy TD3 agents:
+    lpg/meta/metagenrl.py, lpg/offpolicy_evaluation.py), so they are not in `lpg.rules.RULES`;
+    imported here, not there, because lpg.rules.metagenrl needs lpg.agent, which needs lpg.rules.
+    """
+    from lpg.rules import metagenrl  # pylint: disable=g-import-not-at-top
+
+    if kind != metagenrl.Objective.KIND:
+        return rules.make_rule(kind, config)
+    try:
+        return metagenrl.Objective(**dict(config or {}))
+    except TypeError as err:
+        raise ValueError(f"bad configuration for objective {kind!r}: {err}") from err
+
+
 def load_rule(directory: str) -> tuple[Any, Any, dict]:
     """Reads a rule saved by `save_rule` and rebuilds its class from the recorded kind
-    (`lpg.rules.make_rule`). Returns (rule, meta_params, provenance).
+    (`make_saved`: an update rule, or a learned objective such as MetaGenRL's). Returns
+    (rule, meta_params, provenance).
 
     A rule.json without "kind" predates rule kinds, when LPG was the only saved rule: it loads as
     LPG.
@@ -359,7 +377,7 @@ def load_rule(directory: str) -> tuple[Any, Any, dict]:
     try:
         with open(config_path) as f:
             saved = json.load(f)
-        rule = rules.make_rule(saved.get("kind", "lpg"), saved["rule"])
+        rule = make_saved(saved.get("kind", "lpg"), saved["rule"])
         template = rule.init_params(jax.random.key(0))
         with open(params_path, "rb") as f:
             meta_params = serialization.from_bytes(template, f.read())

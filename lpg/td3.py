@@ -263,11 +263,16 @@ def to_env_action(action: jax.Array, low: jax.Array, high: jax.Array) -> jax.Arr
     return (high + low) / 2 + (high - low) / 2 * action
 
 
-def init_state(config: TD3, task: task_lib.Task, key: jax.Array) -> TD3State:
+def init_state(config: TD3, task: task_lib.Task, key: jax.Array, env_params: Any = None) -> TD3State:
     """A fresh agent on `task`: E ~ p(E), φ, θ (C critics), targets = online copies, Adam states,
-    an empty buffer and B reset environments. Unbatched; vmap over keys for a population."""
+    an empty buffer and B reset environments. Unbatched; vmap over keys for a population.
+
+    env_params: this agent's E if given (the evaluation protocol pairs seeds across algorithms
+    by drawing E from the same key for all of them); default: drawn from `key`.
+    """
     env_key, actor_key, critic_key, carry_key, run_key = jax.random.split(key, 5)
-    env_params = task.sample_params(env_key)
+    if env_params is None:
+        env_params = task.sample_params(env_key)
     carry = agent_lib.init_env_carry(task.env, env_params, carry_key, config.num_envs)
     obs = carry.obs[0]  # [O]
     if obs.ndim != 1:

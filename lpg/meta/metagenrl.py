@@ -216,7 +216,27 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
           (agent, meta-gradient (α's tree), logs: return_sum, return_count, critic_loss, q_mean,
            objective_loss, meta_loss).
         """
-        config, task, hyper = self.td3, group.task, self.hyper()
+        agent, minibatches, first_critic, logs = self.learn_iteration(
+            group.task, meta_params, agent, ddpg_weight, self.hyper())
+        nets = td3.make_networks(self.td3, td3.action_dim(group.task, agent.env_params))
+        loss, meta_grad = jax.value_and_grad(metagenrl.meta_loss, argnums=1)(
+            self.objective, meta_params, nets, agent.actor.params, first_critic, minibatches,
+            self.inner_learning_rate)
+        return agent, meta_grad, dict(logs, meta_loss=loss)
+
+    def learn_iteration(self, task: task_lib.Task, meta_params: Any, agent: td3.TD3State,
+                        ddpg_weight: jax.Array, hyper: Any
+                        ) -> tuple[td3.TD3State, td3.Transition, Any, dict[str, jax.Array]]:
+        """Steps 1–3 of the module docstring for one (unbatched) agent: what an agent does with a
+        frozen L_α at meta-test too (ddpg_weight 0; lpg/offpolicy_evaluation.py).
+
+        hyper: `td3.make_hyper` (α_lr of policy and critics, γ; traced).
+        Returns:
+          (agent, the K minibatches of truncated episodes [K, N, T, ...] sampled for this step,
+           θ1 (the first critic's parameters), logs: return_sum, return_count, critic_loss,
+           q_mean, objective_loss).
+        """
+        config = self.td3
         nets = td3.make_networks(config, td3.action_dim(task, agent.env_params))
 
         def act_and_fit_critic(state: td3.TD3State, _):
@@ -246,15 +266,11 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
         (_, objective_loss), grads = jax.value_and_grad(policy_loss, has_aux=True)(agent.actor.params)
         actor = td3._adam_step(agent.actor, grads, hyper.learning_rate)  # pylint: disable=protected-access
         agent = td3.update_targets(config, agent.replace(actor=actor, key=key))
-
-        loss, meta_grad = jax.value_and_grad(metagenrl.meta_loss, argnums=1)(
-            self.objective, meta_params, nets, agent.actor.params, first_critic, minibatches,
-            self.inner_learning_rate)
         logs = dict(return_sum=jnp.sum(per_step["return_sum"]),
                     return_count=jnp.sum(per_step["return_count"]),
                     critic_loss=jnp.mean(per_step["critic_loss"]), q_mean=jnp.mean(per_step["q_mean"]),
-                    objective_loss=objective_loss, meta_loss=loss)
-        return agent, meta_grad, logs
+                    objective_loss=objective_loss)
+        return agent, minibatches, first_critic, logs
 
     # --- the meta-step --------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ def test_commands_train_the_preset_then_evaluate_its_rule():
     assert flags == {"--tasks": eval_config.tasks, "--selection_seeds": "0-3", "--report_seeds": "100-107",
                      "--env_steps": "300000", "--num_envs": "32"}
     assert set(fig7.DEFAULT_PRESETS) == {"tabular", *lpg_configs.FIG7_CHANGES}
+    train, evaluate_with_flags = fig7.commands("lpg_v", "/w", 1500, train_flags=["--cpu_devices=0"])
+    assert train[-2:] == ["--config.meta.steps=1500", "--cpu_devices=0"]
+    assert evaluate_with_flags == evaluate  # train flags only
 
 
 def _write(workdir, preset, rule, finals):

@@ -19,7 +19,7 @@ def _config(preset):
     return module.get_config(preset)
 
 
-@pytest.mark.parametrize("preset", ["cpu", "paper"])
+@pytest.mark.parametrize("preset", ["cpu", "table2_cpu", "paper"])
 def test_presets_validate(preset):
     build.validate_config(_config(preset))
 

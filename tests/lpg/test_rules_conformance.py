@@ -126,6 +126,18 @@ def test_saved_rule_rebuilds_its_own_class(kind, tmp_path):
     jax.tree.map(np.testing.assert_array_equal, loaded_params, meta_params)
 
 
+def test_saved_metagenrl_objective_rebuilds(tmp_path):
+    """MetaGenRL's L_α is not an UpdateRule but is saved and loaded like one."""
+    objective = checkpoints.make_saved("metagenrl", {"lstm_size": 8, "action_layers": 1, "action_filters": 4})
+    alpha = objective.init_params(jax.random.key(0))
+    checkpoints.save_rule(str(tmp_path), objective, alpha, {"step": 3})
+    loaded, loaded_alpha, provenance = checkpoints.load_rule(str(tmp_path))
+    assert loaded == objective and provenance == {"step": 3}
+    jax.tree.map(np.testing.assert_array_equal, loaded_alpha, alpha)
+    with pytest.raises(ValueError, match="bad configuration for objective 'metagenrl'"):
+        checkpoints.make_saved("metagenrl", {"lstm": 8})
+
+
 def test_rule_json_without_kind_loads_as_lpg(tmp_path):
     """Rules saved before kinds were recorded were all LPG."""
     rule = rules.make_rule("lpg", SMALL_CONFIGS["lpg"])
