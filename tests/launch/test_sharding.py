@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WORKER = os.path.join(REPO, "tests", "launch", "sharded_worker.py")
@@ -109,6 +110,7 @@ def test_es_on_one_and_four_devices_gives_the_same_meta_params(tmp_path):
     assert all(facts[name]["step_norm"] > 0 for name in facts), facts  # η moved in the last generation
 
 
+@pytest.mark.slow  # 78 s of the default suite's 15-min budget; run with -m slow (BUILD_NOTES.md)
 def test_two_processes_match_one_and_their_checkpoint_restores_in_one_process(tmp_path):
     two, one = str(tmp_path / "two_processes"), str(tmp_path / "one_process")
     port = _free_port()
