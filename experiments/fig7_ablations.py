@@ -20,7 +20,16 @@ reads every <workdir>/<preset>/eval/eval_final_returns.csv and writes <workdir>/
 task, the learned rule's mean final return over the report seeds for each preset, and each
 preset's difference from full LPG, paired per report seed, with a 95% percentile-bootstrap CI.
 A preset whose training or evaluation failed, or that has no results yet, shows "n/a": nothing
-is filled in.
+is filled in. It also plots every preset's meta-training curves (each task's training return
+from metrics.csv, block means of 50 meta-steps) to <workdir>/fig7_meta_training.png.
+`--report_only` runs nothing and only writes those two files, e.g. after two chains of presets
+ran side by side, one per core:
+
+    taskset -c 0 python -m experiments.fig7_ablations --workdir runs/fig7 --steps 1000 \
+        --presets tabular,ablate_no_softmax,ablate_no_y_entropy --train_flags=--cpu_devices=0
+    taskset -c 1 python -m experiments.fig7_ablations --workdir runs/fig7 --steps 1000 \
+        --presets lpg_v,ablate_no_l2,ablate_fixed_hyper --train_flags=--cpu_devices=0
+    python -m experiments.fig7_ablations --workdir runs/fig7 --report_only
 """
 
 from __future__ import annotations
@@ -57,6 +66,11 @@ _TRAIN_FLAGS = flags.DEFINE_list(
     "train_flags", [], "Extra flags appended to every launch.train command, e.g. "
     "--train_flags=--cpu_devices=0 to run two chains side by side, one per core (taskset).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Only print the commands.")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Run nothing: only write fig7.md and fig7_meta_training.png from the "
+    "runs already under --workdir (e.g. after chains of presets ran side by side).")
+# Meta-steps averaged into one point of the meta-training curves.
+CURVE_SMOOTHING = 50
 
 
 def seed_range(first: int, count: int) -> str:
@@ -155,6 +169,67 @@ def table_lines(workdir: str, presets: Sequence[str]) -> list[str]:
     return lines
 
 
+def read_meta_training(run_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{task: (meta-steps, training return)} from a run's metrics.csv: every task's
+    `<task>/recent_return` column (the mean return of the episodes its lifetimes finished in
+    the logged meta-step), NaN rows dropped. {} if there is no metrics.csv."""
+    path = os.path.join(run_dir, "metrics.csv")
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = {}
+    for column in (rows[0] if rows else {}):
+        if column.endswith("/recent_return"):
+            steps = np.array([float(r["step"]) for r in rows])
+            values = np.array([float(r[column]) if r[column] not in ("", "nan") else np.nan for r in rows])
+            keep = np.isfinite(values)
+            out[column[:-len("/recent_return")]] = (steps[keep], values[keep])
+    return out
+
+
+def smooth(steps: np.ndarray, values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Means over consecutive blocks of `width` meta-steps: (block mid-steps, block means)."""
+    blocks = (steps // width).astype(int)
+    ids = np.unique(blocks)
+    return (ids * width + width / 2, np.array([values[blocks == i].mean() for i in ids]))
+
+
+def plot_meta_training(workdir: str, presets: Sequence[str], path: str) -> None:
+    """One panel per task: each preset's meta-training return (block means of CURVE_SMOOTHING
+    meta-steps) against meta-steps."""
+    import matplotlib  # pylint: disable=g-import-not-at-top
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+    curves = {p: read_meta_training(os.path.join(workdir, p)) for p in presets}
+    tasks = sorted({t for c in curves.values() for t in c})
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for preset in presets:
+            if task in curves[preset]:
+                ax.plot(*smooth(*curves[preset][task], CURVE_SMOOTHING), label=preset)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("meta-step")
+    axes[0][0].set_ylabel(f"training return (mean of {CURVE_SMOOTHING} meta-steps)")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_report(workdir: str, presets: Sequence[str]) -> list[str]:
+    """fig7.md and fig7_meta_training.png under `workdir`; returns fig7.md's lines."""
+    lines = table_lines(workdir, presets)
+    with open(os.path.join(workdir, "fig7.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    ordered = [REFERENCE] + [p for p in presets if p != REFERENCE]
+    plot_meta_training(workdir, ordered, os.path.join(workdir, "fig7_meta_training.png"))
+    return lines
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -166,6 +241,9 @@ def main(argv):
     if unknown or not _PRESETS.value:
         raise app.UsageError(f"--presets: unknown {unknown}; allowed: {lpg_configs.PRESETS}")
     workdir = os.path.abspath(_WORKDIR.value)
+    if _REPORT_ONLY.value:
+        print("\n".join(write_report(workdir, _PRESETS.value)))
+        return
     python = "python" if _DRY_RUN.value else sys.executable
     failed = []
     for preset in _PRESETS.value:
@@ -179,10 +257,7 @@ def main(argv):
                 break
     if _DRY_RUN.value:
         return
-    lines = table_lines(workdir, _PRESETS.value)
-    with open(os.path.join(workdir, "fig7.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(write_report(workdir, _PRESETS.value)))
     if failed:
         raise SystemExit(f"failed presets: {failed}")
 

@@ -47,3 +47,21 @@ def test_table_has_means_and_paired_differences_and_na_for_missing_runs(tmp_path
     assert row == "| tabular/dense | 20.000 | 19.000 (-1.000 [-1.000, -1.000]) | n/a |"
     diff, low, high, n = fig7.paired_difference({1: 1.0, 2: 5.0, 3: np.nan}, {1: 0.0, 2: 0.0, 3: 0.0, 4: 9.0})
     assert (diff, n) == (3.0, 2) and 1.0 <= low <= high <= 5.0
+
+
+def test_meta_training_curves_are_read_and_plotted(tmp_path):
+    run = tmp_path / "tabular"
+    run.mkdir()
+    with open(run / "metrics.csv", "w") as f:
+        f.write("step,meta_loss,tabular/dense/recent_return,tabular/sparse/recent_return\n")
+        for step in range(100):
+            f.write(f"{step},0.1,{step},{'nan' if step % 2 else 0.5}\n")
+    curves = fig7.read_meta_training(str(run))
+    assert set(curves) == {"tabular/dense", "tabular/sparse"}
+    assert len(curves["tabular/sparse"][0]) == 50  # NaN rows dropped
+    mid, means = fig7.smooth(*curves["tabular/dense"], 50)
+    np.testing.assert_allclose(means, [24.5, 74.5])
+    np.testing.assert_allclose(mid, [25, 75])
+    lines = fig7.write_report(str(tmp_path), ["tabular", "lpg_v"])
+    assert (tmp_path / "fig7_meta_training.png").exists() and (tmp_path / "fig7.md").exists()
+    assert lines[0].startswith("# Fig. 7")
