@@ -6,7 +6,7 @@ on the environments it was meta-trained on and on unseen ones, against TD3, PPO 
     python -m experiments.metagenrl_table2 --rule runs/metagenrl_table2/rule \
         --workdir runs/eval_metagenrl_table2 \
         --tasks gymnax/random_pendulum,brax/inverted_pendulum-positional,brax/random_reacher-positional \
-        --selection_seeds 0-1 --report_seeds 100-107 --env_steps 30000
+        --selection_seeds 0-1 --report_seeds 100-107 --env_steps 31000
 
 Every learner trains fresh agents for `env_steps` environment steps per lifetime under one
 protocol (lpg/evaluation.py; paired seeds: seed i is the same physics for all four):
@@ -53,7 +53,9 @@ _TASKS = flags.DEFINE_string(
     "Comma-separated meta-test tasks (Box actions, vector observations).")
 _SELECTION_SEEDS = flags.DEFINE_string("selection_seeds", "0-1", "Seeds that choose each learner's setting.")
 _REPORT_SEEDS = flags.DEFINE_string("report_seeds", "100-107", "Seeds of the reported numbers (disjoint).")
-_ENV_STEPS = flags.DEFINE_integer("env_steps", 30_000, "Environment steps per lifetime (warm-up included).")
+_ENV_STEPS = flags.DEFINE_integer(
+    "env_steps", 31_000, "Environment steps per lifetime (warm-up included; for the off-policy learners "
+    "the steps after the warm-up must split into --points × policy_delay).")
 _POINTS = flags.DEFINE_integer("points", 30, "Curve points of the off-policy learners.")
 _LEARNING_RATES = flags.DEFINE_list("learning_rates", ["1e-3", "3e-4"],
                                     "α_lr candidates of MetaGenRL and TD3 (policy and critics).")
@@ -187,6 +189,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     protocol, learning_rates, names = validate_flags()
     objective, alpha, provenance, run_config = load_objective(_RULE.value)
+    try:  # the off-policy budget needs the run's warm-up and policy delay: checked before any work
+        ope.budget_for(td3_config(run_config), _ENV_STEPS.value, _POINTS.value)
+    except ValueError as err:
+        raise app.UsageError(f"--env_steps / --points: {err}") from None
     seen = set(build.parse_tasks(run_config["meta"]["tasks"]))
     tasks = [envs.make(name) for name in names]
     os.makedirs(_WORKDIR.value, exist_ok=True)
