@@ -108,6 +108,38 @@ def test_es_exact_resume_is_bit_identical(tmp_path):
     jax.tree.map(np.testing.assert_array_equal, params, a.meta_params)
 
 
+def metagenrl_config(steps: int = 4) -> ml_collections.ConfigDict:
+    """experiments/configs/metagenrl.py:cpu at tiny sizes: 2 Pendulum agents, (8,) networks."""
+    from experiments.configs import metagenrl as metagenrl_configs  # pylint: disable=g-import-not-at-top
+    c = metagenrl_configs.get_config("cpu")
+    c.meta.num_agents = 2
+    c.rule.lstm_size, c.rule.action_layers, c.rule.action_filters = 4, 1, 2
+    c.agent.hidden = (8,)
+    c.agent.buffer_capacity, c.agent.batch_size, c.agent.warmup_steps = 256, 8, 20
+    c.meta.sequence_batch_size, c.meta.sequence_length, c.meta.ddpg_anneal_steps = 2, 5, 4
+    c.meta.steps, c.log_every, c.checkpoint_every = steps, 1, 2
+    return c
+
+
+@pytest.mark.slow  # three launcher runs, ~35 s quiet: beyond the default suite's budget
+def test_metagenrl_exact_resume_is_bit_identical(tmp_path):
+    """MetaGenRL through the launcher: 2 meta-steps, save, restore, 2 more == 4 straight, bit for
+    bit (α, its Adam state, every agent with its replay buffer and key); α moved."""
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    train.train(metagenrl_config(steps=4), straight)
+    train.train(metagenrl_config(steps=2), resumed)
+    train.train(metagenrl_config(steps=4), resumed)
+    a, b = (_restore_state(w, metagenrl_config()) for w in (straight, resumed))
+    assert int(a.step) == int(b.step) == 4
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(np.asarray(x), np.asarray(y)),
+                 checkpoints.keys_to_data(a), checkpoints.keys_to_data(b))
+    fresh = build.make_trainer(metagenrl_config()).init(jax.random.key(metagenrl_config().seed))
+    assert any(bool(jnp.any(x != y)) for x, y in zip(jax.tree.leaves(a.meta_params),
+                                                    jax.tree.leaves(fresh.meta_params)))
+    _, alpha, _ = checkpoints.load_rule(os.path.join(straight, "rule"))
+    jax.tree.map(np.testing.assert_array_equal, alpha, a.meta_params)
+
+
 def test_resume_with_different_config_is_refused(tmp_path):
     workdir = str(tmp_path / "run")
     train.train(tiny_config(steps=2), workdir)
