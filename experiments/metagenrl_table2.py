@@ -8,6 +8,9 @@ on the environments it was meta-trained on and on unseen ones, against TD3, PPO 
         --tasks gymnax/random_pendulum,brax/inverted_pendulum-positional,brax/random_reacher-positional \
         --selection_seeds 0-1 --report_seeds 100-107 --env_steps 31000
 
+`--rule` takes several objectives (comma-separated; e.g. two meta-training settings): each gets its
+own columns, against the same baselines, labelled MetaGenRL[<run directory>].
+
 Every learner trains fresh agents for `env_steps` environment steps per lifetime under one
 protocol (lpg/evaluation.py; paired seeds: seed i is the same physics for all four):
   * MetaGenRL: TD3-structured agents (the meta-training run's networks, batch, warm-up and noise,
@@ -46,7 +49,10 @@ from lpg import td3
 from lpg.rules import a2c
 from lpg.rules import metagenrl
 
-_RULE = flags.DEFINE_string("rule", None, "Directory of a saved MetaGenRL objective (launch.train's <workdir>/rule).")
+_RULE = flags.DEFINE_list(
+    "rule", None, "Directories of saved MetaGenRL objectives (launch.train's <workdir>/rule), one or "
+    "more; several are evaluated side by side against the same baselines and must come from runs "
+    "with the same agents and meta-training tasks.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
 _TASKS = flags.DEFINE_string(
     "tasks", "gymnax/random_pendulum,brax/inverted_pendulum-positional,brax/random_reacher-positional",
@@ -64,8 +70,7 @@ _UNROLL_LENGTH = flags.DEFINE_integer("unroll_length", 32, "PPO/A2C rollout leng
 _DISCOUNT = flags.DEFINE_float("discount", 0.99, "γ of every learner.")
 _SEED = flags.DEFINE_integer("seed", 0, "Base PRNG seed every lifetime key is folded from.")
 
-LEARNERS = ("MetaGenRL", "TD3", "PPO", "A2C")
-BASELINES = LEARNERS[1:]
+BASELINES = ("TD3", "PPO", "A2C")
 
 
 def load_objective(rule_dir: str) -> tuple[metagenrl.Objective, object, dict, dict]:
@@ -81,6 +86,13 @@ def load_objective(rule_dir: str) -> tuple[metagenrl.Objective, object, dict, di
         return objective, alpha, provenance, json.load(f)
 
 
+def objective_labels(rule_dirs) -> list[str]:
+    """"MetaGenRL" for one objective; "MetaGenRL[<run>]" (the rule's run directory name) for several."""
+    if len(rule_dirs) == 1:
+        return ["MetaGenRL"]
+    return [f"MetaGenRL[{os.path.basename(os.path.dirname(os.path.abspath(d)))}]" for d in rule_dirs]
+
+
 def td3_config(run_config: dict) -> td3.TD3:
     """The meta-training agents' TD3 settings (config.agent of experiments/configs/metagenrl.py)."""
     agent = run_config["agent"]
@@ -93,8 +105,11 @@ def td3_config(run_config: dict) -> td3.TD3:
 
 def validate_flags():
     """Every flag checked before any work; returns (protocol, learning rates, task names)."""
-    if not _RULE.value or not os.path.isdir(_RULE.value):
-        raise app.UsageError(f"--rule={_RULE.value}: no such directory")
+    for rule_dir in _RULE.value or [None]:
+        if not rule_dir or not os.path.isdir(rule_dir):
+            raise app.UsageError(f"--rule={rule_dir}: no such directory")
+    if len(set(objective_labels(_RULE.value))) < len(_RULE.value):
+        raise app.UsageError(f"--rule={_RULE.value}: two rules come from run directories with the same name")
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
     for flag, ok, allowed in [(_ENV_STEPS, _ENV_STEPS.value > 0, "must be > 0"),
@@ -119,17 +134,18 @@ def validate_flags():
     return protocol, learning_rates, names
 
 
-def evaluate_task(task, objective, alpha, run_config, protocol, learning_rates) -> dict:
-    """{learner: Evaluation} of the four learners on one task (module docstring)."""
+def evaluate_task(task, objectives: dict, run_config, protocol, learning_rates) -> dict:
+    """{learner: Evaluation} of every objective ({label: (objective, α)}) and the three baselines
+    on one task (module docstring)."""
     config = td3_config(run_config)
     budget = ope.budget_for(config, _ENV_STEPS.value, _POINTS.value)
     candidates = ope.learning_rate_candidates(learning_rates, _DISCOUNT.value)
     meta = run_config["meta"]
     results = {}
-    for label, learner, params in [
-            ("MetaGenRL", ope.OffPolicyLearner("metagenrl", config, objective, meta["sequence_length"],
-                                               meta["sequence_batch_size"]), alpha),
-            ("TD3", ope.OffPolicyLearner("td3", config), None)]:
+    learners = [(label, ope.OffPolicyLearner("metagenrl", config, objective, meta["sequence_length"],
+                                             meta["sequence_batch_size"]), alpha)
+                for label, (objective, alpha) in objectives.items()]
+    for label, learner, params in learners + [("TD3", ope.OffPolicyLearner("td3", config), None)]:
         with tqdm.tqdm(total=ope.work(len(candidates), protocol, budget), desc=f"{task.name} {label}",
                        leave=False) as bar:
             results[label] = ope.evaluate(learner, task, params, candidates, protocol, budget,
@@ -145,10 +161,13 @@ def evaluate_task(task, objective, alpha, run_config, protocol, learning_rates) 
     return results
 
 
-def report_lines(summary: dict, protocol: evaluation.Protocol, seen: set, provenance: dict,
+def report_lines(summary: dict, protocol: evaluation.Protocol, seen: set, provenances: dict,
                  env_steps: int) -> list[str]:
-    """results.md (module docstring) from {task: {learner: Evaluation}}."""
+    """results.md (module docstring) from {task: {learner: Evaluation}}; provenances: {objective
+    label: its rule's provenance} (the learned columns, in order)."""
     p = protocol
+    learned = list(provenances)
+    learners = learned + list(BASELINES)
     ci = f"{p.confidence:.0%} CI"
     kwargs = dict(n_bootstrap=p.n_bootstrap, confidence=p.confidence, seed=p.bootstrap_seed)
     lines = [
@@ -158,18 +177,24 @@ def report_lines(summary: dict, protocol: evaluation.Protocol, seen: set, proven
         f"{p.final_fraction:.0%} of the training-episode return curve. Settings chosen on selection seeds "
         f"{list(p.selection_seeds)}, numbers from report seeds {list(p.report_seeds)} (seed i: the same "
         f"physics for every learner). Mean [{ci}], percentile bootstrap over seeds; differences paired per "
-        f"seed; verdict win/loss when the CI excludes 0. Objective: {provenance}.",
+        f"seed; verdict win/loss when the CI excludes 0. Objectives: {provenances}.",
         "",
-        "| task | seen in meta-training | " + " | ".join(f"{n} mean [{ci}] (setting)" for n in LEARNERS)
-        + " | " + " | ".join(f"MetaGenRL − {b} [{ci}]" for b in BASELINES) + " |",
-        "|---|---|" + "---|" * (len(LEARNERS) + len(BASELINES)),
+        "| task | seen in meta-training | " + " | ".join(f"{n} mean [{ci}] (setting)" for n in learners) + " |",
+        "|---|---|" + "---|" * len(learners),
     ]
     for name, results in summary.items():
-        cells = [f"{results[n].summary()} ({results[n].chosen})" for n in LEARNERS]
-        for b in BASELINES:
-            diff = evaluation.paired_difference(results["MetaGenRL"].report_final, results[b].report_final, **kwargs)
-            cells.append(f"{diff} {evaluation.verdict(diff)}")
+        cells = [f"{results[n].summary()} ({results[n].chosen})" for n in learners]
         lines.append(f"| {name} | {'yes' if name in seen else 'no'} | " + " | ".join(cells) + " |")
+    lines += ["", "| task | objective | " + " | ".join(f"− {b} [{ci}]" for b in BASELINES) + " |",
+              "|---|---|" + "---|" * len(BASELINES)]
+    for name, results in summary.items():
+        for label in learned:
+            cells = []
+            for b in BASELINES:
+                diff = evaluation.paired_difference(results[label].report_final, results[b].report_final,
+                                                    **kwargs)
+                cells.append(f"{diff} {evaluation.verdict(diff)}")
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
     lines += ["", "Paper (Table 2, MuJoCo, 1M steps; Cheetah unseen after Hopper+Lunar): MetaGenRL 4843, "
               "PPO 1455, TD3 8315 (ordering TD3 > MetaGenRL > PPO).", ""]
     for name, results in summary.items():
@@ -179,7 +204,7 @@ def report_lines(summary: dict, protocol: evaluation.Protocol, seen: set, proven
     lines += ["", "## Selection tables", ""]
     for name, results in summary.items():
         lines += [f"### {name}", ""]
-        for n in LEARNERS:
+        for n in learners:
             lines += eval_report.selection_table_lines(n, results[n])
     return lines
 
@@ -188,7 +213,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     protocol, learning_rates, names = validate_flags()
-    objective, alpha, provenance, run_config = load_objective(_RULE.value)
+    objectives, provenances, run_config = {}, {}, None
+    for label, rule_dir in zip(objective_labels(_RULE.value), _RULE.value):
+        objective, alpha, provenance, this_config = load_objective(rule_dir)
+        if run_config is not None and (this_config["agent"] != run_config["agent"]
+                                       or this_config["meta"]["tasks"] != run_config["meta"]["tasks"]):
+            raise app.UsageError(f"--rule={_RULE.value}: the runs differ in their agents or meta-training "
+                                 "tasks; evaluate them separately")
+        run_config = this_config
+        objectives[label], provenances[label] = (objective, alpha), provenance
     try:  # the off-policy budget needs the run's warm-up and policy delay: checked before any work
         ope.budget_for(td3_config(run_config), _ENV_STEPS.value, _POINTS.value)
     except ValueError as err:
@@ -198,13 +231,13 @@ def main(argv):
     os.makedirs(_WORKDIR.value, exist_ok=True)
     summary, rows = {}, []
     for task in tasks:
-        summary[task.name] = evaluate_task(task, objective, alpha, run_config, protocol, learning_rates)
+        summary[task.name] = evaluate_task(task, objectives, run_config, protocol, learning_rates)
         for label, result in summary[task.name].items():
             rows += eval_report.final_return_rows(label, result)
         eval_report.write_final_returns(os.path.join(_WORKDIR.value, "final_returns.csv"), rows)
         eval_report.plot_curves(os.path.join(_WORKDIR.value, task.name.replace("/", "_") + ".png"),
                                 task.name, summary[task.name])
-        lines = report_lines(summary, protocol, seen, provenance, _ENV_STEPS.value)
+        lines = report_lines(summary, protocol, seen, provenances, _ENV_STEPS.value)
         with open(os.path.join(_WORKDIR.value, "results.md"), "w") as f:
             f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -52,12 +52,22 @@ def _evaluation(finals):
         report_diverged=np.zeros(3, bool), env_steps=np.array([1]))
 
 
-def test_table_pairs_metagenrl_with_each_baseline():
-    results = {"MetaGenRL": _evaluation([10.0, 20.0, 30.0]), "TD3": _evaluation([11.0, 21.0, 31.0]),
-               "PPO": _evaluation([5.0, 15.0, 25.0]), "A2C": _evaluation([10.0, 25.0, 20.0])}
-    lines = table2.report_lines({"brax/x": results}, results["TD3"].protocol, {"brax/x"}, {"step": 1}, 1000)
-    row = next(line for line in lines if line.startswith("| brax/x"))
-    assert "| yes |" in row
-    assert "-1.000 [-1.000, -1.000] loss" in row  # MetaGenRL − TD3: exactly −1 on every seed
-    assert "5.000 [5.000, 5.000] win" in row  # − PPO: +5 on every seed
-    assert "tie" in row  # − A2C: 0, −5, +10
+def test_table_pairs_each_objective_with_each_baseline():
+    results = {"MetaGenRL[a]": _evaluation([10.0, 20.0, 30.0]), "MetaGenRL[b]": _evaluation([12.0, 22.0, 32.0]),
+               "TD3": _evaluation([11.0, 21.0, 31.0]), "PPO": _evaluation([5.0, 15.0, 25.0]),
+               "A2C": _evaluation([10.0, 25.0, 20.0])}
+    lines = table2.report_lines({"brax/x": results}, results["TD3"].protocol, {"brax/x"},
+                                {"MetaGenRL[a]": {"step": 1}, "MetaGenRL[b]": {"step": 2}}, 1000)
+    means = next(line for line in lines if line.startswith("| brax/x | yes"))
+    assert means.count("[") == 5  # five learners' means with CIs
+    row_a = next(line for line in lines if line.startswith("| brax/x | MetaGenRL[a]"))
+    assert "-1.000 [-1.000, -1.000] loss" in row_a  # − TD3: exactly −1 on every seed
+    assert "5.000 [5.000, 5.000] win" in row_a  # − PPO: +5 on every seed
+    assert "tie" in row_a  # − A2C: 0, −5, +10
+    row_b = next(line for line in lines if line.startswith("| brax/x | MetaGenRL[b]"))
+    assert "1.000 [1.000, 1.000] win" in row_b  # − TD3: +1 on every seed
+
+
+def test_objective_labels():
+    assert table2.objective_labels(["runs/a/rule"]) == ["MetaGenRL"]
+    assert table2.objective_labels(["runs/a/rule", "runs/b/rule/"]) == ["MetaGenRL[a]", "MetaGenRL[b]"]
