@@ -15,6 +15,9 @@
 4. Regression. On the states visited ≥ --min_visits times, per snapshot and per γ, a one-hidden-layer
    MLP g: y(s) ∈ R^m → V^π_γ(s) and h: V_TD(s) ∈ R → V^π_γ(s) are fitted on the first half of the
    layouts and scored (R², MSE) on the other half: held-out grid worlds, as in the paper.
+   A third predictor, the exact V^π at γ = --discount, is what a tabular TD(λ) table converges
+   to: the ceiling of the TD(λ) row (whatever its step size and number of updates), so y is also
+   compared with a converged TD(λ), not only with the table after --updates updates.
 
 Writes y_regression.png (test MSE over the policy-evaluation updates, one panel per γ, like Fig. 5),
 y_regression.csv (every snapshot × γ × predictor) and y_regression.json (the final table).
@@ -40,6 +43,7 @@ from lpg import training
 from lpg.rules import a2c
 
 DISCOUNTS = (0.995, 0.99, 0.95, 0.9)
+TD_LIMIT = "TD(λ) converged (exact V^π at γ̄)"
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
 _RULE = flags.DEFINE_string("rule", ac.DEFAULT_RULE, "Directory of the saved LPG rule.")
@@ -123,6 +127,8 @@ def plot(path, rows):
         for predictor, color in (("y (LPG)", "tab:blue"), ("TD(λ) value", "tab:gray")):
             sel = [r for r in rows if r["gamma"] == gamma and r["predictor"] == predictor]
             ax.plot([r["update"] for r in sel], [r["mse"] for r in sel], "o-", color=color, label=predictor)
+        limit = [r["mse"] for r in rows if r["gamma"] == gamma and r["predictor"] == TD_LIMIT]
+        ax.axhline(max(limit[0], 1e-6), color="tab:gray", ls="--", label="TD(λ) converged (exact V^π)")
         ax.set_yscale("log")
         ax.set_title(f"true value at γ = {gamma}", fontsize=9)
         ax.set_xlabel("policy-evaluation updates")
@@ -182,12 +188,15 @@ def main(argv):
 
     # 3. Exact values of each frozen policy; 4. regression, fit on half of the layouts.
     logits = np.asarray(logits)
-    seen, truth = [], []
+    seen, truth, td_limit = [], [], []
     for i in range(num_layouts):
         mdp = ac.grid_mdp(env, ac.index_tree(layouts, i))
-        values = ac.evaluate_policy(mdp, masked_policy(logits[i], mdp.action_mask), DISCOUNTS)  # [G, S]
+        policy = masked_policy(logits[i], mdp.action_mask)
+        values = ac.evaluate_policy(mdp, policy, DISCOUNTS)  # [G, S]
         seen.append(np.flatnonzero(visits[i] >= _MIN_VISITS.value))
         truth.append(values[:, seen[i]].T)  # [n_i, G]
+        # TD(λ)'s fixed point on-policy with a table: V^π at its own γ, whatever λ.
+        td_limit.append(ac.evaluate_policy(mdp, policy, (_DISCOUNT.value,))[:, seen[i]].T)  # [n_i, 1]
     fit_layouts = range(num_layouts // 2)
     test_layouts = range(num_layouts // 2, num_layouts)
     stack = lambda per_layout, which: np.concatenate([per_layout[i] for i in which])
@@ -198,6 +207,11 @@ def main(argv):
 
     rows = []
     reg_key = jax.random.fold_in(keys[0], 123)
+    prediction = fit_predict(stack(td_limit, fit_layouts), truth_fit, stack(td_limit, test_layouts),
+                             reg_key, _MLP_HIDDEN.value, _MLP_STEPS.value)
+    limit_rows = [dict(update=-1, gamma=g, predictor=TD_LIMIT, r2=float(r2), mse=float(mse))
+                  for g, r2, mse in zip(DISCOUNTS, *scores(truth_test, prediction))]
+    rows += limit_rows
     for n in range(y_logits.shape[1]):
         update = n * _SNAPSHOT_EVERY.value
         features = {
@@ -216,7 +230,7 @@ def main(argv):
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    last = [r for r in rows if r["update"] == _UPDATES.value]
+    last = [r for r in rows if r["update"] == _UPDATES.value] + limit_rows
     summary = dict(
         task=_TASK.value, seed=_SEED.value, rule=_RULE.value, rule_provenance=provenance,
         train_updates=_TRAIN_UPDATES.value, updates=_UPDATES.value, num_layouts=num_layouts,
@@ -233,12 +247,14 @@ def main(argv):
           f"updates (final return {final_return:.2f}), then {_UPDATES.value} policy-evaluation updates")
     print(f"regression fit on {truth_fit.shape[0]} states of layouts {list(fit_layouts)}, "
           f"tested on {truth_test.shape[0]} states of layouts {list(test_layouts)}")
-    print(f"{'γ':>6} | {'R² from y':>10} {'R² from TD':>10} | {'MSE from y':>10} {'MSE from TD':>11} | std V")
+    print(f"{'γ':>6} | {'R² from y':>10} {'R² from TD':>10} {'R² TD limit':>11} | {'MSE from y':>10} "
+          f"{'MSE from TD':>11} {'MSE TD limit':>12} | std V")
     for j, g in enumerate(DISCOUNTS):
-        y_row, td_row = (next(r for r in last if r["gamma"] == g and r["predictor"] == p)
-                         for p in ("y (LPG)", "TD(λ) value"))
-        print(f"{g:>6} | {y_row['r2']:>10.3f} {td_row['r2']:>10.3f} | {y_row['mse']:>10.4f} "
-              f"{td_row['mse']:>11.4f} | {truth_test[:, j].std():.3f}")
+        y_row, td_row, limit_row = (next(r for r in last if r["gamma"] == g and r["predictor"] == p)
+                                    for p in ("y (LPG)", "TD(λ) value", TD_LIMIT))
+        print(f"{g:>6} | {y_row['r2']:>10.3f} {td_row['r2']:>10.3f} {limit_row['r2']:>11.3f} | "
+              f"{y_row['mse']:>10.4f} {td_row['mse']:>11.4f} {limit_row['mse']:>12.4f} | "
+              f"{truth_test[:, j].std():.3f}")
     print(f"wrote {_WORKDIR.value}/y_regression.png, .csv, .json ({summary['seconds']} s)")
 
 

@@ -46,6 +46,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from experiments import script_flags
 from experiments.configs import lpg as lpg_configs
 
 REFERENCE = lpg_configs.FIG7_BASE  # full LPG
@@ -54,7 +55,7 @@ CONFIG_FILE = "experiments/configs/lpg.py"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOOTSTRAP_RESAMPLES = 10_000
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Parent directory: one <workdir>/<preset> per run.")
+_WORKDIR = script_flags.WORKDIR
 _STEPS = flags.DEFINE_integer(
     "steps", 5000, "Meta-steps of every run (--config.meta.steps; the same for every preset). "
     "The tabular preset's own is 5000; its LPG runs burst at ~1800-1900 (BUILD_NOTES.md).")

@@ -40,6 +40,7 @@ from absl import logging
 import tqdm
 
 import envs
+from experiments import script_flags
 from launch import build
 from launch import checkpoints
 from launch import eval_report
@@ -53,7 +54,7 @@ _RULE = flags.DEFINE_list(
     "rule", None, "Directories of saved MetaGenRL objectives (launch.train's <workdir>/rule), one or "
     "more; several are evaluated side by side against the same baselines and must come from runs "
     "with the same agents and meta-training tasks.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.")
+_WORKDIR = script_flags.WORKDIR
 _TASKS = flags.DEFINE_string(
     "tasks", "gymnax/random_pendulum,brax/inverted_pendulum-positional,brax/random_reacher-positional",
     "Comma-separated meta-test tasks (Box actions, vector observations).")

@@ -40,6 +40,7 @@ CONFIG_RANGES = {
     "meta.learning_rate": build.POSITIVE,
     "meta.max_grad_norm": build.POSITIVE,
     "meta.ddpg_anneal_steps": build.Range(low=0, integer=True),
+    "meta.agent_lifetime": build.Range(low=0, integer=True),
     "meta.steps": build.COUNT,
     "log_every": build.COUNT,
     "checkpoint_every": build.COUNT,
@@ -105,6 +106,7 @@ def make_trainer(config: ml_collections.ConfigDict, mesh=None) -> meta_lib.MetaG
             inner_steps=int(meta.inner_steps), learning_rate=float(agent.learning_rate),
             discount=float(agent.discount), inner_learning_rate=float(meta.inner_learning_rate),
             meta_learning_rate=float(meta.learning_rate), max_meta_grad_norm=float(meta.max_grad_norm),
-            ddpg_anneal_steps=int(meta.ddpg_anneal_steps), mesh=mesh)
+            ddpg_anneal_steps=int(meta.ddpg_anneal_steps), agent_lifetime=int(meta.agent_lifetime),
+            mesh=mesh)
     except ValueError as err:
         raise ValueError(f"config.meta: {err}") from None

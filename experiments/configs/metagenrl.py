@@ -23,13 +23,16 @@ Presets:
          random_pendulum, brax inverted_pendulum on the positional backend), 20k meta-steps
          (41k environment steps per agent). Meta-tested on the seen random_pendulum and the
          unseen brax random_reacher by experiments/metagenrl_table2.py.
+  table2_cpu_resets  table2_cpu with the paper's 10k-step DDPG anneal and agents reset every
+         7,500 meta-steps (15k env steps; staggered, lpg/meta/metagenrl.py), 30k meta-steps: L_α
+         also meets young, randomly initialised agents, as it does at meta-test.
 Any value can be overridden on the command line, e.g. --config.meta.steps=100.
 Configuration only: no jax calls here.
 """
 
 import ml_collections
 
-PRESETS = ("cpu", "table2_cpu", "paper")
+PRESETS = ("cpu", "table2_cpu", "table2_cpu_resets", "paper")
 
 
 def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
@@ -74,13 +77,14 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
     c.meta.learning_rate = 1e-3  # λ4, Adam on α
     c.meta.max_grad_norm = 1.0
     c.meta.ddpg_anneal_steps = 10_000
+    c.meta.agent_lifetime = 0  # meta-steps before an agent is replaced by a fresh one; 0: never
     c.meta.steps = 495_000  # (1M − 10k warm-up) / 2 env steps per meta-step
 
     c.log_every = 1000
     c.checkpoint_every = 10_000
     c.keep_checkpoints = 3
 
-    if preset in ("cpu", "table2_cpu"):
+    if preset in ("cpu", "table2_cpu", "table2_cpu_resets"):
         c.meta.tasks = "gymnax/Pendulum-v1"
         c.meta.num_agents = 4
         c.rule.lstm_size = 16
@@ -97,8 +101,12 @@ def get_config(preset: str = "cpu") -> ml_collections.ConfigDict:
         c.meta.steps = 10_000
         c.log_every = 200
         c.checkpoint_every = 1_000
-    if preset == "table2_cpu":
+    if preset in ("table2_cpu", "table2_cpu_resets"):
         c.meta.tasks = "gymnax/random_pendulum,brax/inverted_pendulum-positional"
         c.meta.num_agents = 8
         c.meta.steps = 20_000
+    if preset == "table2_cpu_resets":
+        c.meta.ddpg_anneal_steps = 10_000
+        c.meta.agent_lifetime = 7_500
+        c.meta.steps = 30_000
     return c

@@ -32,9 +32,20 @@ Devices (lpg/meta/sharding.py): the agent axis of every group is sharded over th
 replicated; the meta-gradient's mean is one psum. Every agent carries its own PRNG key
 (`td3.TD3State.key`), so an agent sees the same randomness on 1 or D devices.
 
-Not implemented: agent resets (the paper's agents live 1M steps; here they keep learning as long
-as meta-training runs), and lifetime-varying hyperparameters (learning rates and γ are static
-fields, the same for every agent).
+Agent resets (`agent_lifetime` > 0; not in the paper, whose agents live their 1M steps once):
+after each meta-step, group g replaces one agent every `agent_lifetime // L_g` meta-steps, round
+robin, by a fresh one (new E ~ p(E), φ, θ, an empty buffer and its random-action warm-up), so
+after the first round every agent lives `agent_lifetime` meta-steps and at any time the group's
+ages are spread evenly over [0, agent_lifetime). The paper's agents are warm for all of
+meta-training (DDPG-annealed, then trained for 1M steps), so L_α only ever sees improving
+already-good policies, while meta-test starts from a random policy (its App. A: the objective
+"forgets about the early stages of training a randomly initialized agent"; suggested fix: keep
+such agents in the population). The fresh agent comes from (key, step, group) only, is built on
+every device alike and lands in the slot of global index j, so 1 and D devices agree. The DDPG
+weight stays a function of the meta-step: agents reset after the anneal learn by L_α alone.
+
+Not implemented: lifetime-varying hyperparameters (learning rates and γ are static fields, the
+same for every agent).
 """
 
 from __future__ import annotations
@@ -107,6 +118,8 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
     meta_learning_rate: λ4, Adam on α (1e-3); max_meta_grad_norm: its global-norm clip (1.0).
     ddpg_anneal_steps: learning steps (per environment) over which the policy's gradient anneals
       from DDPG's to L_α's (10k in the paper); 0: L_α from the start.
+    agent_lifetime: meta-steps an agent lives before it is replaced by a fresh one (staggered
+      within each group; module docstring); 0: never (the paper).
     mesh: 1-D device mesh named `lifetimes` (sharding.population_mesh()); None: default device.
     """
 
@@ -122,6 +135,7 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
     meta_learning_rate: float = 1e-3
     max_meta_grad_norm: float = 1.0
     ddpg_anneal_steps: int = 10_000
+    agent_lifetime: int = 0
     mesh: Mesh | None = None
 
     def __post_init__(self):
@@ -134,6 +148,15 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
         if not isinstance(self.ddpg_anneal_steps, int) or self.ddpg_anneal_steps < 0:
             raise ValueError(f"MetaGenRLTrainer.ddpg_anneal_steps must be an int >= 0, got "
                              f"{self.ddpg_anneal_steps!r}")
+        if (not isinstance(self.agent_lifetime, int) or isinstance(self.agent_lifetime, bool)
+                or self.agent_lifetime < 0):
+            raise ValueError(f"MetaGenRLTrainer.agent_lifetime must be an int >= 0 (0: agents are never "
+                             f"reset), got {self.agent_lifetime!r}")
+        for group in self.groups:
+            if 0 < self.agent_lifetime < group.num_agents:
+                raise ValueError(
+                    f"MetaGenRLTrainer.agent_lifetime={self.agent_lifetime} must be 0 or at least the "
+                    f"{group.num_agents} agents of group {group.task.name!r} (one reset per meta-step at most)")
         for name in ("learning_rate", "inner_learning_rate", "meta_learning_rate", "max_meta_grad_norm"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
@@ -182,6 +205,34 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
             state = td3.init_state(self.td3, group.task, agent_key)
             return td3.warmup(self.td3, group.task, state)[0]
         return jax.vmap(one)(jax.random.split(key, group.num_agents))
+
+    def reset_interval(self, group: AgentGroup) -> int:
+        """Meta-steps between two resets in `group` (0: no resets)."""
+        return self.agent_lifetime // group.num_agents if self.agent_lifetime else 0
+
+    def reset_agents(self, group_index: int, agents: td3.TD3State, key: jax.Array,
+                     step: jax.Array) -> td3.TD3State:
+        """The group's local agents after meta-step `step` (1-based count of steps taken): agent
+        j = (step / interval − 1) mod L replaced by a fresh one when `interval` divides `step`.
+
+        Runs per device inside the shard_map: `agents` holds this device's slice of the group.
+        """
+        group = self.groups[group_index]
+        interval = self.reset_interval(group)
+        if not interval:
+            return agents
+        local = jax.tree.leaves(agents)[0].shape[0]
+        first = jax.lax.axis_index(POPULATION_AXIS) * local  # global index of the first local agent
+        slot = (step // interval - 1) % group.num_agents
+
+        def replace(agents):
+            agent_key = jax.random.fold_in(jax.random.fold_in(key, step), group_index)
+            fresh = self.init_agents(dataclasses.replace(group, num_agents=1), agent_key)
+            hit = (first + jnp.arange(local)) == slot  # [local]
+            pick = lambda new, old: jnp.where(hit.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
+            return jax.tree.map(pick, fresh, agents)
+
+        return jax.lax.cond(step % interval == 0, replace, lambda agents: agents, agents)
 
     def init(self, key: jax.Array, meta_params: Any = None) -> MetaGenRLTrainState:
         key, k_params, *k_groups = jax.random.split(key, 2 + len(self.groups))
@@ -287,11 +338,11 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
         ddpg_weight = self.ddpg_weight(state.step)
         total = lambda x: jax.lax.psum(jnp.sum(x, axis=0), POPULATION_AXIS)
         grads, agents, metrics, meta_loss_sum = None, [], {}, 0.0
-        for group, group_agents in zip(self.groups, state.agents):
+        for index, (group, group_agents) in enumerate(zip(self.groups, state.agents)):
             new_agents, group_grads, logs = jax.vmap(
                 lambda a, group=group: self.agent_step(group, state.meta_params, a, ddpg_weight)
             )(group_agents)
-            agents.append(new_agents)
+            agents.append(self.reset_agents(index, new_agents, state.key, state.step + 1))
             group_grads = jax.tree.map(lambda g: jnp.sum(g, axis=0), group_grads)
             grads = group_grads if grads is None else jax.tree.map(jnp.add, grads, group_grads)
             meta_loss_sum = meta_loss_sum + jnp.sum(logs["meta_loss"])

@@ -152,12 +152,16 @@ def test_y_regression_script_writes_table_for_every_discount_and_predictor(scrip
     summary = json.load(open(os.path.join(workdir, "y_regression.json")))
     final = summary["final"]
     assert {(r["gamma"], r["predictor"]) for r in final} == {
-        (g, p) for g in (0.995, 0.99, 0.95, 0.9) for p in ("y (LPG)", "TD(λ) value")}
+        (g, p) for g in (0.995, 0.99, 0.95, 0.9)
+        for p in ("y (LPG)", "TD(λ) value", "TD(λ) converged (exact V^π at γ̄)")}
     assert all(np.isfinite(r["mse"]) for r in final)
+    # The converged-TD predictor is V^π at γ̄ = 0.995 itself: it regresses its own γ almost exactly.
+    limit = {r["gamma"]: r["r2"] for r in final if r["predictor"].startswith("TD(λ) converged")}
+    assert limit[0.995] > 0.9, limit
     assert summary["states_fit"] > 0 and summary["states_test"] > 0
     assert os.path.getsize(os.path.join(workdir, "y_regression.png")) > 0
     csv_rows = open(os.path.join(workdir, "y_regression.csv")).read().splitlines()
-    assert len(csv_rows) == 1 + 3 * 4 * 2  # snapshots 0, 2, 4 × 4 discounts × 2 predictors
+    assert len(csv_rows) == 1 + 3 * 4 * 2 + 4  # snapshots 0, 2, 4 × 4 γ × 2 predictors + the TD limit
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ def _config(preset):
     return module.get_config(preset)
 
 
-@pytest.mark.parametrize("preset", ["cpu", "table2_cpu", "paper"])
+@pytest.mark.parametrize("preset", ["cpu", "table2_cpu", "table2_cpu_resets", "paper"])
 def test_presets_validate(preset):
     build.validate_config(_config(preset))
 
@@ -29,6 +29,12 @@ def test_paper_preset_has_the_papers_values():
     assert (c.agent.hidden, c.agent.batch_size, c.agent.learning_rate, c.agent.discount) == (
         (350, 350, 350), 100, 1e-3, 0.99)
     assert (c.meta.num_agents, c.meta.inner_steps, c.rule.lstm_size, c.meta.sequence_length) == (20, 3, 32, 20)
+
+
+def test_resets_preset_builds_a_trainer_that_resets():
+    trainer = build.make_trainer(_config("table2_cpu_resets"))
+    assert trainer.agent_lifetime == 7_500 and trainer.ddpg_anneal_steps == 10_000
+    assert [trainer.reset_interval(g) for g in trainer.groups] == [1_875, 1_875]  # 4 agents per task
 
 
 def test_cpu_preset_builds_a_trainer():
@@ -45,6 +51,7 @@ def test_cpu_preset_builds_a_trainer():
     ("meta.sequence_length", 20_000, "config.meta.sequence_length=20000"),
     ("meta.num_agents", 3, "config.meta.num_agents=3"),  # 3 agents over the paper's 2 tasks
     ("meta.tasks", "gymnax/NoSuchEnv", "config.meta.tasks"),
+    ("meta.agent_lifetime", -5, "config.meta.agent_lifetime .* got -5"),
 ])
 def test_bad_values_are_named(key, value, match):
     c = _config("paper")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import envs
+from lpg import replay
 from lpg import td3
 from lpg.meta import metagenrl as meta_lib
 from lpg.rules import metagenrl
@@ -174,6 +175,41 @@ def test_one_meta_step_is_finite_and_changes_alpha_actors_and_critics(pendulum):
         assert not np.array_equal(old, np.asarray(new)), f"α leaf {jax.tree_util.keystr(path[0])} unchanged"
 
 
+def test_agents_are_reset_round_robin_to_fresh_agents(pendulum):
+    """agent_lifetime 4 over 2 agents: one reset every 2 meta-steps, agent 0 after step 2, agent 1
+    after step 4; a reset agent is exactly a fresh, warmed-up agent, the other one is untouched."""
+    trainer = _trainer([meta_lib.AgentGroup(pendulum, 2)], agent_lifetime=4)
+    assert trainer.reset_interval(trainer.groups[0]) == 2
+    state = trainer.jit_init()(jax.random.key(0))
+    step = trainer.compiled_step()
+    sizes, actors = [], []
+    for _ in range(4):
+        state, _ = step(state)
+        sizes.append(np.asarray(jax.vmap(replay.size)(state.agents[0].buffer)).tolist())
+        actors.append(jax.tree.map(np.asarray, state.agents[0].actor.params))
+    warm, per_step = TINY_TD3.warmup_steps, TINY_TD3.critic_steps_per_actor_step * TINY_TD3.num_envs
+    # Buffers: both grow by 2 a step; agent 0 restarts from the warm-up after step 2, agent 1 after 4.
+    assert sizes == [[warm + per_step] * 2, [warm, warm + 2 * per_step],
+                     [warm + per_step, warm + 3 * per_step], [warm + 2 * per_step, warm]]
+    fresh = jax.jit(lambda k: trainer.init_agents(meta_lib.AgentGroup(pendulum, 1), k))(
+        jax.random.fold_in(jax.random.fold_in(state.key, 4), 0))
+    for new, want in zip(jax.tree.leaves(state.agents[0].actor.params), jax.tree.leaves(fresh.actor.params)):
+        np.testing.assert_array_equal(np.asarray(new)[1], np.asarray(want)[0])
+    assert _changed(actors[2], actors[3])  # agent 0 kept learning after its reset
+    with pytest.raises(ValueError, match="agent_lifetime=1 must be 0 or at least the 2 agents"):
+        _trainer([meta_lib.AgentGroup(pendulum, 2)], agent_lifetime=1)
+
+
+def test_no_resets_without_agent_lifetime(pendulum):
+    trainer = _trainer([meta_lib.AgentGroup(pendulum, 2)])
+    state = trainer.jit_init()(jax.random.key(0))
+    step = trainer.compiled_step()
+    for _ in range(2):
+        state, _ = step(state)
+    warm = TINY_TD3.warmup_steps
+    assert np.asarray(jax.vmap(replay.size)(state.agents[0].buffer)).tolist() == [warm + 4] * 2
+
+
 @pytest.mark.slow
 def test_groups_with_different_shapes_share_alpha(pendulum):
     """Pendulum (obs 3) and MountainCarContinuous (obs 2) agents in one meta-step."""
@@ -210,6 +246,7 @@ def test_objective_config_is_validated(bad, match):
     (dict(discount=1.0), "discount.*1.0"),
     (dict(meta_learning_rate=-1.0), "meta_learning_rate.*-1.0"),
     (dict(ddpg_anneal_steps=-1), "ddpg_anneal_steps.*-1"),
+    (dict(agent_lifetime=-3), "agent_lifetime.*-3"),
 ])
 def test_trainer_config_is_validated(pendulum, bad, match):
     with pytest.raises(ValueError, match=match):
@@ -237,7 +274,7 @@ for name, devices in (("one", jax.devices()[:1]), ("four", jax.devices())):
     trainer = meta_lib.MetaGenRLTrainer(
         objective, (meta_lib.AgentGroup(envs.make("gymnax/Pendulum-v1"), 4),), config,
         sequence_length=4, sequence_batch_size=3, inner_steps=2, ddpg_anneal_steps=2,
-        inner_learning_rate=0.1, mesh=sharding.population_mesh(devices))
+        inner_learning_rate=0.1, agent_lifetime=4, mesh=sharding.population_mesh(devices))
     state = trainer.jit_init()(jax.random.key(0))
     step = trainer.jit_step()
     for _ in range(3):
@@ -254,6 +291,8 @@ json.dump(results, open(sys.argv[1], "w"))
 
 @pytest.mark.slow
 def test_one_and_four_devices_give_the_same_meta_training(tmp_path):
+    """Also with resets (agent_lifetime 4 over 4 agents: agents 0, 1, 2 replaced after steps 1–3,
+    each in the slot of its global index, on whichever device holds it)."""
     import os, subprocess, sys, json  # pylint: disable=g-import-not-at-top,multiple-imports
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=repo,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import envs
+from envs.wrappers import transforms
 from lpg import agent as agent_lib
 from lpg import evaluation
 from lpg import training
@@ -127,9 +128,10 @@ def test_minibatches_must_divide_the_environments():
 # --------------------------------------------------------------------------------- learning
 
 
-def _curves(task_name, rule, hyper, env_steps, num_envs, unroll_length, seeds=(0, 1)):
-    """[2 settings, S, U] curves: trained, untrained (α_lr = 0: the initial policy throughout)."""
-    task = envs.make(task_name)
+def _curves(task, rule, hyper, env_steps, num_envs, unroll_length, seeds=(0, 1)):
+    """[2 settings, S, U] curves: trained, untrained (α_lr = 0: the initial policy throughout).
+    task: a registered name or a Task."""
+    task = envs.make(task) if isinstance(task, str) else task
     budget = evaluation.Budget.from_env_steps(env_steps, num_envs, unroll_length)
     runner = evaluation.LifetimeRunner(task, rule, budget, lifetimes_per_call=len(seeds))
     curves, diverged = runner.curves({}, [hyper, hyper.replace(learning_rate=jnp.float32(0.0))],
@@ -156,17 +158,27 @@ def test_ppo_learns_cartpole_within_500k_steps():
 def test_ppo_and_a2c_learn_pendulum_with_gaussian_policies():
     """Continuous actions (Gaussian head, actions clipped to [−2, 2] for the environment), γ = 0.9.
     PPO (10 epochs × 4 minibatches, 16 × 64, 500k steps; measured −203, −196) and A2C
-    (16 × 20, 2M steps; measured −229, −814) against the untrained policy (~ −1250): an optimal
-    policy scores about −150, a random one −1200 to −1500."""
+    (16 × 20, 2M steps) against the untrained policy (~ −1250): an optimal policy scores about
+    −150, a random one −1200 to −1500.
+
+    A2C trains on rewards × 0.1 with c_H = 0.01 (returns below are in those units). On raw
+    rewards at c_H = 0 (this test until 2026-12-07: measured −229, −814 on an earlier CPU) it is
+    unreliable: on an AMD EPYC without AVX-512, seeds 0–5 ended at −805, −1440, −1393, −1234,
+    −1434, −995, and in none of 10 other raw-reward settings (α_lr, c_V, c_H, B, T varied; 4–6
+    seeds) did every seed end below −1000. Our reading: the shared torso's value gradient (values
+    ~ −100) swamps the policy's. Scaled, all six seeds end at −18.7 to −19.6 (raw −187 to −196).
+    """
     trained, untrained = _final_returns(
         "gymnax/Pendulum-v1", ppo.PPO(epochs=10), _hyper(lr=1e-3, discount=0.9, value_cost=0.5),
         500_000, num_envs=16, unroll_length=64)
     assert np.all(trained > -400), trained
     assert np.all(untrained < -1000), untrained
     trained, untrained = _final_returns(
-        "gymnax/Pendulum-v1", a2c.A2C(), _hyper(lr=1e-3, discount=0.9, value_cost=0.5),
+        transforms.scale_rewards(envs.make("gymnax/Pendulum-v1"), 0.1), a2c.A2C(),
+        _hyper(lr=1e-3, discount=0.9, value_cost=0.5, entropy_cost=0.01),
         2_000_000, num_envs=16, unroll_length=20)
-    assert np.mean(trained) > np.mean(untrained) + 400, (trained, untrained)
+    assert np.all(trained > -40), trained  # −400 in raw rewards, as for PPO
+    assert np.all(untrained < -100), untrained
 
 
 @pytest.mark.slow
