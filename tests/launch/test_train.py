@@ -118,13 +118,15 @@ def metagenrl_config(steps: int = 4) -> ml_collections.ConfigDict:
     c.agent.buffer_capacity, c.agent.batch_size, c.agent.warmup_steps = 256, 8, 20
     c.meta.sequence_batch_size, c.meta.sequence_length, c.meta.ddpg_anneal_steps = 2, 5, 4
     c.meta.steps, c.log_every, c.checkpoint_every = steps, 1, 2
+    c.meta.agent_lifetime = 4  # agent 0 replaced after step 2 (at the resume point), agent 1 after 4
     return c
 
 
 @pytest.mark.slow  # three launcher runs, ~35 s quiet: beyond the default suite's budget
 def test_metagenrl_exact_resume_is_bit_identical(tmp_path):
     """MetaGenRL through the launcher: 2 meta-steps, save, restore, 2 more == 4 straight, bit for
-    bit (α, its Adam state, every agent with its replay buffer and key); α moved."""
+    bit (α, its Adam state, every agent with its replay buffer and key, agent resets included);
+    α moved."""
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     train.train(metagenrl_config(steps=4), straight)
     train.train(metagenrl_config(steps=2), resumed)
