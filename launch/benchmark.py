@@ -84,11 +84,11 @@ _HIDDEN = flags.DEFINE_integer("hidden", 256, "LSTM width for the meta/metatest 
 _K = flags.DEFINE_integer("K", 5, "Updates per meta-gradient for the meta section.")
 _META_LIFETIMES = flags.DEFINE_integer("meta_lifetimes", 64, "Lifetimes for the meta section.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per figure (median reported).")
-_NUM_ENVS = flags.DEFINE_integer("num_envs", 64, "Environments per family for the env benchmark.")
+_NUM_ENVS = flags.DEFINE_integer("env_num_envs", 64, "Environments per family for the env benchmark.")
 _BASELINE_REF = flags.DEFINE_string(
     "baseline_ref", "", "Git ref to compare the meta section against, side by side in this run.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Alternating process pairs for --baseline_ref.")
-_ENV_STEPS = flags.DEFINE_integer("env_steps", 200, "Steps per timed env rollout.")
+_ENV_STEPS = flags.DEFINE_integer("env_steps_per_rollout", 200, "Steps per timed env rollout (env benchmark).")
 _METAGENRL_AGENTS = flags.DEFINE_integer(
     "metagenrl_agents", 20, "Agents in total (split evenly over a preset's tasks) for the metagenrl section.")
 _METAGENRL_PRESETS = flags.DEFINE_list(

@@ -43,6 +43,8 @@ already-good policies, while meta-test starts from a random policy (its App. A: 
 such agents in the population). The fresh agent comes from (key, step, group) only, is built on
 every device alike and lands in the slot of global index j, so 1 and D devices agree. The DDPG
 weight stays a function of the meta-step: agents reset after the anneal learn by L_α alone.
+Measured at this CPU's budget (BUILD_NOTES, "Agent resets"): resets made the frozen objective
+worse at meta-test, not better; they are an option to study, off by default.
 
 Not implemented: lifetime-varying hyperparameters (learning rates and γ are static fields, the
 same for every agent).
