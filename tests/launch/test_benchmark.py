@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 from launch import benchmark
 
 # Tiny networks, buffers and batches so that the meta-step compiles and runs in seconds; two
@@ -28,6 +30,7 @@ def test_metagenrl_config_applies_agents_and_overrides():
     assert config.rule.lstm_size == 4 and config.meta.inner_steps == 1
 
 
+@pytest.mark.slow  # 21 s: a benchmark's bookkeeping
 def test_measure_metagenrl_rates_are_consistent():
     out = benchmark.measure_metagenrl("cpu", num_agents=2, steps_per_call=2, repeats=1,
                                       overrides=TINY_METAGENRL)

@@ -91,6 +91,7 @@ def es_config(steps=2) -> ml_collections.ConfigDict:
     return c
 
 
+@pytest.mark.slow  # 27 s; exact resume stays covered for LPG in the default suite
 def test_es_exact_resume_is_bit_identical(tmp_path):
     """ES through the launcher: N generations, save, restore, N more == 2N straight, bit for bit;
     η moved, and the exported rule holds the ES mean."""
@@ -232,6 +233,7 @@ def test_launcher_two_step_smoke_run(tmp_path):
     assert (workdir / "rule" / "meta_params.msgpack").is_file()
 
 
+@pytest.mark.slow  # 30 s; the launcher's normal path stays covered by the smoke run
 def test_launcher_debug_mode_runs_tiny_shapes(tmp_path):
     workdir = tmp_path / "debug"
     result = _launch(["--workdir", str(workdir), "--config.debug", "--config.meta.tasks=chain/short"], tmp_path)

@@ -90,6 +90,7 @@ def test_antithetic_pairs_share_task_init_keys_and_hyper():
     assert np.any(fitness[:4] != fitness[4:]), fitness
 
 
+@pytest.mark.slow  # 75 s; ES stays covered by the pairing, 1-vs-4-device and resume tests
 def test_es_converges_to_the_measured_optimum_of_a_learning_rate_scale():
     """The known optimum: mean lifetime return of the scaled A2C over a grid of scales (64
     lifetimes per point, the same lifetimes ES trains); ES from η = 0 must end within 0.5 of the

@@ -161,6 +161,10 @@ def test_one_meta_step_is_finite_and_changes_alpha_actors_and_critics(pendulum):
         if jnp.issubdtype(value.dtype, jnp.floating):
             assert np.isfinite(np.asarray(value)).all()
     assert int(new_state.step) == 1 and int(new_state.skipped_updates) == 0
+    # No resets at agent_lifetime 0: both buffers hold the warm-up plus this step's transitions.
+    per_step = TINY_TD3.critic_steps_per_actor_step * TINY_TD3.num_envs
+    assert np.asarray(jax.vmap(replay.size)(new_state.agents[0].buffer)).tolist() == [
+        TINY_TD3.warmup_steps + per_step] * 2
     assert float(metrics["meta_grad_norm"]) > 0
     alpha, actors, critics = before
     assert _changed(alpha, new_state.meta_params)
@@ -198,16 +202,6 @@ def test_agents_are_reset_round_robin_to_fresh_agents(pendulum):
     assert _changed(actors[2], actors[3])  # agent 0 kept learning after its reset
     with pytest.raises(ValueError, match="agent_lifetime=1 must be 0 or at least the 2 agents"):
         _trainer([meta_lib.AgentGroup(pendulum, 2)], agent_lifetime=1)
-
-
-def test_no_resets_without_agent_lifetime(pendulum):
-    trainer = _trainer([meta_lib.AgentGroup(pendulum, 2)])
-    state = trainer.jit_init()(jax.random.key(0))
-    step = trainer.compiled_step()
-    for _ in range(2):
-        state, _ = step(state)
-    warm = TINY_TD3.warmup_steps
-    assert np.asarray(jax.vmap(replay.size)(state.agents[0].buffer)).tolist() == [warm + 4] * 2
 
 
 @pytest.mark.slow

@@ -78,6 +78,7 @@ def test_the_frozen_objective_not_td3_trains_the_policy():
     assert not np.allclose(td3_actor, first) and not np.allclose(first, second)
 
 
+@pytest.mark.slow  # 29 s; selection is shared with on-policy evaluation (tests/lpg/test_evaluation.py)
 def test_evaluate_selects_on_selection_seeds_and_reports_the_rest():
     """Also: selection seed 5's lifetime is the same alone as in the selection's batch of four."""
     protocol = evaluation.Protocol(selection_seeds=(3, 5), report_seeds=(100,), n_bootstrap=100)
