@@ -128,7 +128,8 @@ def plot(path, rows):
             sel = [r for r in rows if r["gamma"] == gamma and r["predictor"] == predictor]
             ax.plot([r["update"] for r in sel], [r["mse"] for r in sel], "o-", color=color, label=predictor)
         limit = [r["mse"] for r in rows if r["gamma"] == gamma and r["predictor"] == TD_LIMIT]
-        ax.axhline(max(limit[0], 1e-6), color="tab:gray", ls="--", label="TD(λ) converged (exact V^π)")
+        # floored: on a log axis, an exact fit (MSE ≈ 0 at γ = γ̄) would not be drawn
+        ax.axhline(max(limit[0], 1e-6), color="tab:gray", ls="--", label=TD_LIMIT)
         ax.set_yscale("log")
         ax.set_title(f"true value at γ = {gamma}", fontsize=9)
         ax.set_xlabel("policy-evaluation updates")
@@ -189,14 +190,14 @@ def main(argv):
     # 3. Exact values of each frozen policy; 4. regression, fit on half of the layouts.
     logits = np.asarray(logits)
     seen, truth, td_limit = [], [], []
+    gammas = DISCOUNTS + (() if _DISCOUNT.value in DISCOUNTS else (_DISCOUNT.value,))
     for i in range(num_layouts):
         mdp = ac.grid_mdp(env, ac.index_tree(layouts, i))
-        policy = masked_policy(logits[i], mdp.action_mask)
-        values = ac.evaluate_policy(mdp, policy, DISCOUNTS)  # [G, S]
+        values = ac.evaluate_policy(mdp, masked_policy(logits[i], mdp.action_mask), gammas)  # [G(+1), S]
         seen.append(np.flatnonzero(visits[i] >= _MIN_VISITS.value))
-        truth.append(values[:, seen[i]].T)  # [n_i, G]
+        truth.append(values[:len(DISCOUNTS), seen[i]].T)  # [n_i, G]
         # TD(λ)'s fixed point on-policy with a table: V^π at its own γ, whatever λ.
-        td_limit.append(ac.evaluate_policy(mdp, policy, (_DISCOUNT.value,))[:, seen[i]].T)  # [n_i, 1]
+        td_limit.append(values[gammas.index(_DISCOUNT.value), seen[i], None])  # [n_i, 1]
     fit_layouts = range(num_layouts // 2)
     test_layouts = range(num_layouts // 2, num_layouts)
     stack = lambda per_layout, which: np.concatenate([per_layout[i] for i in which])

@@ -212,6 +212,12 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
         """Meta-steps between two resets in `group` (0: no resets)."""
         return self.agent_lifetime // group.num_agents if self.agent_lifetime else 0
 
+    def fresh_agent(self, group_index: int, key: jax.Array, step: jax.Array) -> td3.TD3State:
+        """The [1]-batched agent that a reset after meta-step `step` puts into group `group_index`:
+        a function of (run key, step, group) only, so every device builds the same one."""
+        agent_key = jax.random.fold_in(jax.random.fold_in(key, step), group_index)
+        return self.init_agents(dataclasses.replace(self.groups[group_index], num_agents=1), agent_key)
+
     def reset_agents(self, group_index: int, agents: td3.TD3State, key: jax.Array,
                      step: jax.Array) -> td3.TD3State:
         """The group's local agents after meta-step `step` (1-based count of steps taken): agent
@@ -228,8 +234,7 @@ class MetaGenRLTrainer(sharding.ShardedProgram):
         slot = (step // interval - 1) % group.num_agents
 
         def replace(agents):
-            agent_key = jax.random.fold_in(jax.random.fold_in(key, step), group_index)
-            fresh = self.init_agents(dataclasses.replace(group, num_agents=1), agent_key)
+            fresh = self.fresh_agent(group_index, key, step)
             hit = (first + jnp.arange(local)) == slot  # [local]
             pick = lambda new, old: jnp.where(hit.reshape((-1,) + (1,) * (old.ndim - 1)), new, old)
             return jax.tree.map(pick, fresh, agents)

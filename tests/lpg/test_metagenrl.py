@@ -195,8 +195,7 @@ def test_agents_are_reset_round_robin_to_fresh_agents(pendulum):
     # Buffers: both grow by 2 a step; agent 0 restarts from the warm-up after step 2, agent 1 after 4.
     assert sizes == [[warm + per_step] * 2, [warm, warm + 2 * per_step],
                      [warm + per_step, warm + 3 * per_step], [warm + 2 * per_step, warm]]
-    fresh = jax.jit(lambda k: trainer.init_agents(meta_lib.AgentGroup(pendulum, 1), k))(
-        jax.random.fold_in(jax.random.fold_in(state.key, 4), 0))
+    fresh = jax.jit(trainer.fresh_agent, static_argnums=0)(0, state.key, 4)
     for new, want in zip(jax.tree.leaves(state.agents[0].actor.params), jax.tree.leaves(fresh.actor.params)):
         np.testing.assert_array_equal(np.asarray(new)[1], np.asarray(want)[0])
     assert _changed(actors[2], actors[3])  # agent 0 kept learning after its reset
